@@ -1,0 +1,184 @@
+#include "broker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "map.h"
+#include "server_int.h"
+#include "ws.h"
+#include "ws_frame.h"
+
+struct rt_topic {
+  char *name;
+  rt_sub *head;
+  size_t count;
+  int publishing;     /* a publish loop is walking this topic */
+  rt_sub *graveyard;  /* subscribers removed meanwhile */
+};
+
+struct rt_broker {
+  rt_server *srv;
+  rt_map topics;
+};
+
+rt_broker *rt_broker_new(rt_server *srv) {
+  rt_broker *b = calloc(1, sizeof *b);
+  if (b) b->srv = srv;
+  return b;
+}
+
+static void topic_free(rt_topic *t) {
+  while (t->graveyard) {
+    rt_sub *s = t->graveyard;
+    t->graveyard = s->next;
+    free(s);
+  }
+  free(t->name);
+  free(t);
+}
+
+static void topic_maybe_drop(rt_broker *b, rt_topic *t) {
+  if (t->head || t->publishing) return;
+  rt_map_remove(&b->topics, t->name);
+  topic_free(t);
+}
+
+void rt_broker_free(rt_broker *b) {
+  if (!b) return;
+  const char *k;
+  void *v;
+  for (size_t i = 0; rt_map_next(&b->topics, &i, &k, &v);) {
+    rt_topic *t = v;
+    while (t->head) {
+      rt_sub *s = t->head;
+      t->head = s->next;
+      free(s);
+    }
+    topic_free(t);
+  }
+  rt_map_free(&b->topics);
+  free(b);
+}
+
+static rt_sub **conn_list(rt_conn *c) { return (rt_sub **)&c->subs; }
+
+rt_sub *rt_broker_subscribe(rt_broker *b, const char *dest, rt_conn *c, rt_deliver_fn deliver,
+                            void *data) {
+  rt_topic *t = rt_map_get(&b->topics, dest);
+  if (!t) {
+    t = calloc(1, sizeof *t);
+    if (!t || !(t->name = strdup(dest)) || rt_map_put(&b->topics, dest, t) < 0) {
+      if (t) free(t->name);
+      free(t);
+      return NULL;
+    }
+  }
+  rt_sub *s = calloc(1, sizeof *s);
+  if (!s) {
+    topic_maybe_drop(b, t);
+    return NULL;
+  }
+  s->topic = t;
+  s->conn = c;
+  s->deliver = deliver;
+  s->data = data;
+  s->next = t->head;
+  if (t->head) t->head->prev = s;
+  t->head = s;
+  t->count++;
+  s->conn_next = *conn_list(c);
+  *conn_list(c) = s;
+  return s;
+}
+
+static void unlink_from_topic(rt_broker *b, rt_sub *s) {
+  rt_topic *t = s->topic;
+  if (s->prev) s->prev->next = s->next;
+  else t->head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  t->count--;
+  if (t->publishing) {
+    /* The publish loop may hold a pointer to s: free it when the loop is done. */
+    s->dead = 1;
+    s->next = t->graveyard;
+    t->graveyard = s;
+  } else {
+    free(s);
+    topic_maybe_drop(b, t);
+  }
+}
+
+void rt_broker_unsubscribe(rt_broker *b, rt_sub *s) {
+  for (rt_sub **p = conn_list(s->conn); *p; p = &(*p)->conn_next)
+    if (*p == s) {
+      *p = s->conn_next;
+      break;
+    }
+  unlink_from_topic(b, s);
+}
+
+rt_sub *rt_broker_find(rt_broker *b, const char *dest, rt_conn *c, rt_deliver_fn deliver) {
+  for (rt_sub *s = *conn_list(c); s; s = s->conn_next)
+    if (s->deliver == deliver && strcmp(s->topic->name, dest) == 0) return s;
+  return NULL;
+}
+
+void rt_broker_drop_conn(rt_broker *b, rt_conn *c) {
+  rt_sub *s = *conn_list(c);
+  *conn_list(c) = NULL;
+  while (s) {
+    rt_sub *n = s->conn_next;
+    unlink_from_topic(b, s);
+    s = n;
+  }
+}
+
+long rt_broker_publish(rt_broker *b, rt_msg *m) {
+  rt_topic *t = rt_map_get(&b->topics, m->destination);
+  if (!t) return 0;
+  long n = 0;
+  t->publishing++;
+  for (rt_sub *s = t->head, *next; s; s = next) {
+    /* A delivery may close a connection and unlink subscribers; dead ones keep their
+     * next pointer valid until the loop ends. */
+    next = s->next;
+    if (s->dead) continue;
+    s->deliver(s, m);
+    n++;
+  }
+  t->publishing--;
+  if (!t->publishing) {
+    while (t->graveyard) {
+      rt_sub *s = t->graveyard;
+      t->graveyard = s->next;
+      free(s);
+    }
+    topic_maybe_drop(b, t);
+  }
+  b->srv->metrics.deliveries += n;
+  return n;
+}
+
+size_t rt_broker_count(rt_broker *b, const char *dest) {
+  rt_topic *t = rt_map_get(&b->topics, dest);
+  return t ? t->count : 0;
+}
+
+void rt_broker_deliver_ws(rt_sub *s, rt_msg *m) {
+  if (!m->ws_frame) {
+    m->ws_frame = rt_ws_frame_build(m->binary ? RT_WS_BINARY : RT_WS_TEXT, m->body->data, m->body->len);
+    if (!m->ws_frame) return;
+  }
+  rt_ws_send_frame(s->conn, m->ws_frame);
+}
+
+long rt_broker_publish_data(rt_broker *b, const char *dest, const void *data, size_t len,
+                            int binary) {
+  rt_msg m = {.destination = dest, .binary = binary};
+  m.body = rt_chunk_copy(data, len);
+  if (!m.body) return -1;
+  long n = rt_broker_publish(b, &m);
+  rt_chunk_unref(m.body);
+  rt_chunk_unref(m.ws_frame);
+  return n;
+}

@@ -1,0 +1,60 @@
+/* The in-process pub/sub broker: destinations (topics) and their subscribers.
+ *
+ * A message is built once (rt_msg: the body chunk, and lazily the WebSocket frame of it)
+ * and handed to every subscriber's deliver function, which queues shared chunks on its
+ * connection. The interface is narrow (subscribe, unsubscribe, publish, deliveries
+ * coming back) so that a backplane (Redis pub/sub) can sit behind it later. */
+#ifndef RT_BROKER_H
+#define RT_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct rt_server rt_server;
+typedef struct rt_conn rt_conn;
+typedef struct rt_broker rt_broker;
+typedef struct rt_topic rt_topic;
+typedef struct rt_sub rt_sub;
+
+typedef struct rt_msg {
+  const char *destination;
+  rt_chunk *body;
+  int binary;
+  rt_chunk *ws_frame;  /* built by the first WebSocket delivery, shared by the rest */
+} rt_msg;
+
+typedef void (*rt_deliver_fn)(rt_sub *s, rt_msg *m);
+
+struct rt_sub {
+  rt_topic *topic;
+  rt_conn *conn;
+  rt_deliver_fn deliver;
+  void *data;             /* the subscriber's own state (a STOMP subscription, ...) */
+  rt_sub *prev, *next;    /* in the topic */
+  rt_sub *conn_next;      /* in the connection's list */
+  int dead;               /* removed during a publish; freed after it */
+};
+
+rt_broker *rt_broker_new(rt_server *srv);
+void rt_broker_free(rt_broker *b);
+/* Adds a subscriber; data is the subscriber's. Returns NULL on OOM. */
+rt_sub *rt_broker_subscribe(rt_broker *b, const char *destination, rt_conn *c,
+                            rt_deliver_fn deliver, void *data);
+void rt_broker_unsubscribe(rt_broker *b, rt_sub *s);
+/* The subscription of c to destination with this deliver function, if any. */
+rt_sub *rt_broker_find(rt_broker *b, const char *destination, rt_conn *c, rt_deliver_fn deliver);
+/* Removes every subscription of a closing connection. */
+void rt_broker_drop_conn(rt_broker *b, rt_conn *c);
+/* Delivers to every subscriber; returns how many got it. */
+long rt_broker_publish(rt_broker *b, rt_msg *m);
+size_t rt_broker_count(rt_broker *b, const char *destination);
+
+/* The deliver function for plain WebSocket subscribers: the shared frame, no copy. */
+void rt_broker_deliver_ws(rt_sub *s, rt_msg *m);
+/* Publishes data as a text (or binary) message to destination. */
+long rt_broker_publish_data(rt_broker *b, const char *destination, const void *data, size_t len,
+                            int binary);
+
+#endif

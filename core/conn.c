@@ -1,0 +1,288 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "server_int.h"
+
+#define MAX_IOV 64
+#define READ_CHUNK 16384
+#define CLOSE_GRACE 5.0 /* seconds a closing peer gets to read our last bytes */
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
+
+static int slot_take(rt_server *srv, rt_conn *c) {
+  if (srv->nfree) {
+    c->slot = srv->free_slots[--srv->nfree];
+  } else {
+    if (srv->nslots == srv->cap_slots) {
+      uint32_t cap = srv->cap_slots ? srv->cap_slots * 2 : 256;
+      rt_conn **s = realloc(srv->slots, cap * sizeof *s);
+      if (!s) return -1;
+      srv->slots = s;
+      uint32_t *g = realloc(srv->slot_gen, cap * sizeof *g);
+      if (!g) return -1;
+      srv->slot_gen = g;
+      uint32_t *f = realloc(srv->free_slots, cap * sizeof *f);
+      if (!f) return -1;
+      srv->free_slots = f;
+      memset(srv->slot_gen + srv->cap_slots, 0, (cap - srv->cap_slots) * sizeof *g);
+      srv->cap_slots = cap;
+    }
+    c->slot = srv->nslots++;
+  }
+  srv->slots[c->slot] = c;
+  srv->slot_gen[c->slot]++;
+  /* 24 bits of slot, the rest generation: stays exact in a Lua number (2^53). */
+  c->id = (uint64_t)c->slot | ((uint64_t)(srv->slot_gen[c->slot] & 0x1fffffff) << 24);
+  return 0;
+}
+
+static void slot_release(rt_server *srv, rt_conn *c) {
+  srv->slots[c->slot] = NULL;
+  srv->free_slots[srv->nfree++] = c->slot;
+}
+
+rt_conn *rt_conn_find(rt_server *srv, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & 0xffffff);
+  if (slot >= srv->nslots) return NULL;
+  rt_conn *c = srv->slots[slot];
+  if (!c || c->id != id || c->closing) return NULL;
+  return c;
+}
+
+static double tick_interval(const rt_server *srv) {
+  double t = srv->cfg.idle_timeout;
+  if (srv->cfg.ws_ping_interval > 0 && srv->cfg.ws_ping_interval < t) t = srv->cfg.ws_ping_interval;
+  if (srv->cfg.ws_idle_timeout > 0 && srv->cfg.ws_idle_timeout < t) t = srv->cfg.ws_idle_timeout;
+  t /= 2;
+  return t < 0.05 ? 0.05 : t;
+}
+
+rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer) {
+  rt_conn *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->srv = srv;
+  c->fd = fd;
+  if (slot_take(srv, c) < 0) {
+    free(c);
+    return NULL;
+  }
+  snprintf(c->peer, sizeof c->peer, "%s", peer);
+  ev_io_init(&c->rio, on_readable, fd, EV_READ);
+  ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
+  c->rio.data = c->wio.data = c;
+  double t = tick_interval(srv);
+  ev_timer_init(&c->tick, on_tick, t, t);
+  c->tick.data = c;
+  c->last_active = ev_now(srv->loop);
+  ev_io_start(srv->loop, &c->rio);
+  ev_timer_start(srv->loop, &c->tick);
+  srv->nconns++;
+  srv->metrics.conns_total++;
+  return c;
+}
+
+void rt_conn_set_proto(rt_conn *c, const rt_proto *p, int kind, void *state) {
+  rt_metrics *m = &c->srv->metrics;
+  if (c->proto) m->conns_open[c->proto_kind]--;
+  c->proto = p;
+  c->proto_kind = kind;
+  c->pstate = state;
+  m->conns_open[kind]++;
+}
+
+void rt_conn_touch(rt_conn *c) { c->last_active = ev_now(c->srv->loop); }
+
+void rt_conn_pause_read(rt_conn *c, int paused) {
+  if (c->closing || (unsigned)paused == c->read_paused) return;
+  c->read_paused = paused ? 1 : 0;
+  if (paused) ev_io_stop(c->srv->loop, &c->rio);
+  else ev_io_start(c->srv->loop, &c->rio);
+  /* Bytes may already wait in the buffer (pipelined requests): handle them now. */
+  if (!paused && c->in.len && c->proto->on_read) c->proto->on_read(c);
+}
+
+static void schedule_flush(rt_conn *c) {
+  if (c->queued_flush) return;
+  c->queued_flush = 1;
+  c->next_flush = c->srv->flush_list;
+  c->srv->flush_list = c;
+}
+
+int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk) {
+  if (c->closing) return -1;
+  if (rt_outq_push(&c->out, chunk) < 0) {
+    rt_conn_close(c);
+    return -1;
+  }
+  schedule_flush(c);
+  if (c->out.bytes > c->srv->cfg.max_output_bytes && !c->overflowed) {
+    c->overflowed = 1;
+    c->srv->metrics.slow_consumers++;
+    rt_warn(&c->srv->log, "%s: slow consumer, %zu bytes unsent; closing", c->peer, c->out.bytes);
+    if (c->proto && c->proto->on_overflow) c->proto->on_overflow(c);
+    else rt_conn_close(c);
+    return -1;
+  }
+  return 0;
+}
+
+int rt_conn_write(rt_conn *c, const void *p, size_t n) {
+  rt_chunk *ch = rt_chunk_copy(p, n);
+  if (!ch) {
+    rt_conn_close(c);
+    return -1;
+  }
+  int rc = rt_conn_write_chunk(c, ch);
+  rt_chunk_unref(ch);
+  return rc;
+}
+
+/* Writes what the socket takes. Returns 1 when the queue is empty, 0 when the socket is
+ * full, -1 when the connection died. */
+static int flush(rt_conn *c) {
+  while (rt_outq_count(&c->out)) {
+    struct iovec iov[MAX_IOV];
+    int n = 0;
+    for (size_t i = c->out.head; i < c->out.tail && n < MAX_IOV; i++, n++) {
+      iov[n].iov_base = c->out.v[i].chunk->data + c->out.v[i].off;
+      iov[n].iov_len = c->out.v[i].chunk->len - c->out.v[i].off;
+    }
+    ssize_t w = writev(c->fd, iov, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      rt_debug(&c->srv->log, "%s: write: %s", c->peer, strerror(errno));
+      rt_conn_close(c);
+      return -1;
+    }
+    rt_outq_advance(&c->out, (size_t)w);
+  }
+  return 1;
+}
+
+static void after_flush(rt_conn *c, int rc) {
+  struct ev_loop *loop = c->srv->loop;
+  if (rc < 0) return;
+  if (rc == 0) {
+    if (!c->write_armed) {
+      c->write_armed = 1;
+      ev_io_start(loop, &c->wio);
+    }
+    return;
+  }
+  if (c->write_armed) {
+    c->write_armed = 0;
+    ev_io_stop(loop, &c->wio);
+  }
+  if (c->close_after_write) {
+    rt_conn_close(c);
+    return;
+  }
+  if (c->proto && c->proto->on_drained) c->proto->on_drained(c);
+}
+
+void rt_conn_flush_all(rt_server *srv) {
+  /* on_drained may queue more output; a few rounds settle it, the rest waits a turn. */
+  for (int round = 0; round < 4 && srv->flush_list; round++) {
+    rt_conn *list = srv->flush_list;
+    srv->flush_list = NULL;
+    while (list) {
+      rt_conn *c = list;
+      list = c->next_flush;
+      c->queued_flush = 0;
+      if (c->closing || c->write_armed) continue;
+      after_flush(c, flush(c));
+    }
+  }
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
+  rt_conn *c = w->data;
+  after_flush(c, flush(c));
+}
+
+static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
+  rt_conn *c = w->data;
+  if (rt_buf_reserve(&c->in, READ_CHUNK) < 0) {
+    rt_conn_close(c);
+    return;
+  }
+  ssize_t n = read(c->fd, rt_buf_end(&c->in), c->in.cap - c->in.off - c->in.len);
+  if (n <= 0) {
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n < 0) rt_debug(&c->srv->log, "%s: read: %s", c->peer, strerror(errno));
+    rt_conn_close(c);
+    return;
+  }
+  c->in.len += (size_t)n;
+  c->last_active = ev_now(loop);
+  if (c->proto->on_read) c->proto->on_read(c);
+  /* Idle connections keep no read buffer: that is most of their memory. */
+  if (!c->closing && c->in.len == 0) rt_buf_free(&c->in);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
+  rt_conn *c = w->data;
+  if (c->close_after_write) {
+    /* The peer did not take our last bytes in time. */
+    if (ev_now(loop) - c->last_active > CLOSE_GRACE) rt_conn_close(c);
+    return;
+  }
+  if (c->proto->on_tick) c->proto->on_tick(c, ev_now(loop) - c->last_active);
+}
+
+void rt_conn_close_after_write(rt_conn *c) {
+  if (c->closing) return;
+  c->close_after_write = 1;
+  c->last_active = ev_now(c->srv->loop);
+  if (rt_outq_count(&c->out) == 0) rt_conn_close(c);
+  else schedule_flush(c);
+}
+
+void rt_conn_close(rt_conn *c) {
+  if (c->closing) return;
+  rt_server *srv = c->srv;
+  c->closing = 1;
+  ev_io_stop(srv->loop, &c->rio);
+  ev_io_stop(srv->loop, &c->wio);
+  ev_timer_stop(srv->loop, &c->tick);
+  if (c->proto) {
+    srv->metrics.conns_open[c->proto_kind]--;
+    if (c->proto->on_close) c->proto->on_close(c);
+  }
+  c->pstate = NULL;
+  close(c->fd);
+  c->fd = -1;
+  slot_release(srv, c);
+  srv->nconns--;
+  /* Freed in the prepare watcher, once no callback up the stack can still use it. */
+  c->next_dead = srv->dead_list;
+  srv->dead_list = c;
+}
+
+static void unlink_flush(rt_server *srv, rt_conn *c) {
+  for (rt_conn **p = &srv->flush_list; *p; p = &(*p)->next_flush)
+    if (*p == c) {
+      *p = c->next_flush;
+      return;
+    }
+}
+
+void rt_conn_reap(rt_server *srv) {
+  while (srv->dead_list) {
+    rt_conn *c = srv->dead_list;
+    srv->dead_list = c->next_dead;
+    if (c->queued_flush) unlink_flush(srv, c);
+    rt_outq_clear(&c->out);
+    rt_buf_free(&c->in);
+    free(c);
+  }
+}

@@ -1,0 +1,52 @@
+/* The Lua bridge: one LuaJIT state per server, one coroutine per event.
+ *
+ * C calls into the script only through the dispatch functions lua/rt.lua defines
+ * (rt._dispatch.http, .ws_message, .ws_close, ...). Every call runs in a fresh coroutine
+ * so a handler can yield (sleep, later gRPC calls and stream reads) without blocking the
+ * loop. A coroutine that raises is logged with its traceback and only its owner (the
+ * connection it serves) is told, through rt_proto.on_script_error. */
+#ifndef RT_LUA_INT_H
+#define RT_LUA_INT_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+
+#include "server_int.h"
+
+typedef struct rt_timer rt_timer;
+
+struct rt_lua {
+  rt_server *srv;
+  lua_State *L;
+  int dispatch_ref;        /* the rt._dispatch table */
+  uint64_t current_owner;  /* the connection the running coroutine serves */
+  rt_timer *timers;        /* every live timer, so free can stop them */
+};
+
+rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen);
+void rt_lua_free(rt_lua *lx);
+int rt_lua_load_app(rt_lua *lx, const char *path, char *err, size_t errlen);
+
+/* Starts a coroutine running rt._dispatch[name] with nargs arguments that the caller
+ * pushed onto the coroutine returned by rt_lua_prepare. */
+lua_State *rt_lua_prepare(rt_lua *lx, const char *name);
+void rt_lua_start(rt_lua *lx, lua_State *co, int nargs, uint64_t owner);
+/* Resumes a coroutine that yielded in a C function (sleep, ...). */
+void rt_lua_resume(rt_lua *lx, lua_State *co, int nargs, uint64_t owner);
+
+static inline rt_server *rt_lua_server(lua_State *L) {
+  return (rt_server *)lua_touserdata(L, lua_upvalueindex(1));
+}
+/* Sets fields of the table on top of the stack to C closures with srv as upvalue. */
+void rt_lua_set_funcs(lua_State *L, rt_server *srv, const luaL_Reg *fns);
+
+/* One per API area, each filling the rt.core table on top of the stack. */
+void rt_lua_open_ws(lua_State *L, rt_server *srv);
+void rt_lua_open_http(lua_State *L, rt_server *srv);
+void rt_lua_open_topic(lua_State *L, rt_server *srv);
+void rt_lua_open_timer(lua_State *L, rt_server *srv);
+void rt_lua_open_log(lua_State *L, rt_server *srv);
+void rt_lua_timers_free(rt_lua *lx);
+
+#endif

@@ -1,0 +1,187 @@
+/* rtserver: the command line. Everything else is the library (rtserver.h). */
+#include <ev.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "log.h"
+#include "rtserver.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: rtserver [options] app.lua\n"
+          "\n"
+          "Runs a realtime app written in Lua: WebSocket, HTTP and static files on one port.\n"
+          "\n"
+          "options:\n"
+          "  -l, --listen ADDR       address to listen on (default 127.0.0.1; repeat for more,\n"
+          "                          e.g. --listen 0.0.0.0 --listen ::)\n"
+          "  -p, --port N            port (default 8080; 0 picks a free one)\n"
+          "      --log-level LEVEL   debug, info, warn, error or off (default info)\n"
+          "      --log-json          log one JSON object per line\n"
+          "      --idle-timeout SEC  close idle HTTP connections after SEC (default 60)\n"
+          "      --ws-ping SEC       WebSocket keepalive ping interval (default 30, 0 = off)\n"
+          "      --ws-idle SEC       close a WebSocket silent for SEC (default 75, 0 = never)\n"
+          "      --max-message BYTES largest WebSocket message accepted (default 1048576)\n"
+          "      --max-body BYTES    largest HTTP request body (default 1048576)\n"
+          "      --max-output BYTES  unsent bytes per connection before it is closed as a\n"
+          "                          slow consumer (default 4194304)\n"
+          "      --lua-dir DIR       where rt.lua lives (default: next to the binary, then\n"
+          "                          the install prefix)\n"
+          "  -V, --version           print the version and exit\n"
+          "  -h, --help              print this help and exit\n");
+}
+
+typedef struct cli {
+  rt_server *srv;
+  ev_signal sigint, sigterm, sighup;
+} cli;
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
+  cli *c = w->data;
+  fprintf(stderr, "rtserver: signal %d, shutting down\n", w->signum);
+  rt_server_stop(c->srv);
+  ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents) {
+  cli *c = w->data;
+  char err[512];
+  rt_server_reload(c->srv, err, sizeof err);
+}
+
+static int parse_number(const char *flag, const char *s, double min, double max, double *out) {
+  char *end;
+  double v = strtod(s, &end);
+  if (!*s || *end || v < min || v > max) {
+    fprintf(stderr, "rtserver: %s needs a number from %g to %g, got '%s'\n", flag, min, max, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR };
+  static const struct option opts[] = {
+      {"listen", required_argument, 0, 'l'},     {"port", required_argument, 0, 'p'},
+      {"log-level", required_argument, 0, O_LOG_LEVEL}, {"log-json", no_argument, 0, O_LOG_JSON},
+      {"idle-timeout", required_argument, 0, O_IDLE}, {"ws-ping", required_argument, 0, O_PING},
+      {"ws-idle", required_argument, 0, O_WSIDLE}, {"max-message", required_argument, 0, O_MAXMSG},
+      {"max-body", required_argument, 0, O_MAXBODY}, {"max-output", required_argument, 0, O_MAXOUT},
+      {"lua-dir", required_argument, 0, O_LUADIR}, {"version", no_argument, 0, 'V'},
+      {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+  rt_config cfg;
+  rt_config_init(&cfg);
+  const char *listen_addrs[16];
+  int nlisten = 0;
+  double port = 8080, v;
+  int ch;
+  opterr = 0;
+  while ((ch = getopt_long(argc, argv, "l:p:Vh", opts, NULL)) != -1) {
+    switch (ch) {
+      case 'l':
+        if (nlisten < 16) listen_addrs[nlisten++] = optarg;
+        break;
+      case 'p':
+        if (parse_number("--port", optarg, 0, 65535, &port) < 0) return 2;
+        break;
+      case O_LOG_LEVEL:
+        if (rt_log_level_parse(optarg, &cfg.log_level) < 0) {
+          fprintf(stderr, "rtserver: --log-level must be debug, info, warn, error or off, got '%s'\n", optarg);
+          return 2;
+        }
+        break;
+      case O_LOG_JSON: cfg.log_json = 1; break;
+      case O_IDLE:
+        if (parse_number("--idle-timeout", optarg, 0.1, 86400, &cfg.idle_timeout) < 0) return 2;
+        break;
+      case O_PING:
+        if (parse_number("--ws-ping", optarg, 0, 86400, &cfg.ws_ping_interval) < 0) return 2;
+        break;
+      case O_WSIDLE:
+        if (parse_number("--ws-idle", optarg, 0, 86400, &cfg.ws_idle_timeout) < 0) return 2;
+        break;
+      case O_MAXMSG:
+        if (parse_number("--max-message", optarg, 16, 1 << 30, &v) < 0) return 2;
+        cfg.max_ws_message = (size_t)v;
+        break;
+      case O_MAXBODY:
+        if (parse_number("--max-body", optarg, 0, 1 << 30, &v) < 0) return 2;
+        cfg.max_body_bytes = (size_t)v;
+        break;
+      case O_MAXOUT:
+        if (parse_number("--max-output", optarg, 1024, 1 << 30, &v) < 0) return 2;
+        cfg.max_output_bytes = (size_t)v;
+        break;
+      case O_LUADIR: cfg.lua_dir = optarg; break;
+      case 'V': printf("rtserver %s\n", RT_VERSION); return 0;
+      case 'h': usage(stdout); return 0;
+      default:
+        if (optopt) fprintf(stderr, "rtserver: option -%c %s (see rtserver --help)\n", optopt,
+                            strchr("lp", optopt) ? "needs a value" : "is unknown");
+        else fprintf(stderr, "rtserver: unknown or incomplete option '%s' (see rtserver --help)\n", argv[optind - 1]);
+        return 2;
+    }
+  }
+  if (optind != argc - 1) {
+    fprintf(stderr, "rtserver: %s (usage: rtserver [options] app.lua; see --help)\n",
+            optind == argc ? "no app script given" : "only one app script can be given");
+    return 2;
+  }
+  if (nlisten == 0) listen_addrs[nlisten++] = "127.0.0.1";
+
+  /* Every connection is a file descriptor: take all the kernel allows us. */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  struct ev_loop *loop = EV_DEFAULT;
+  char err[1024];
+  rt_server *srv = rt_server_new(loop, &cfg, err, sizeof err);
+  if (!srv) {
+    fprintf(stderr, "rtserver: %s\n", err);
+    return 1;
+  }
+  if (rt_server_load_app(srv, argv[optind], err, sizeof err) < 0) {
+    fprintf(stderr, "rtserver: %s\n", err);
+    rt_server_free(srv);
+    return 1;
+  }
+  for (int i = 0; i < nlisten; i++)
+    if (rt_server_listen(srv, listen_addrs[i], (int)port, err, sizeof err) < 0) {
+      fprintf(stderr, "rtserver: %s\n", err);
+      rt_server_free(srv);
+      return 1;
+    }
+  for (int i = 0; i < nlisten; i++) {
+    int v6 = strchr(listen_addrs[i], ':') != NULL;
+    fprintf(stderr, "rtserver listening on http://%s%s%s:%d/\n", v6 ? "[" : "", listen_addrs[i],
+            v6 ? "]" : "", rt_server_port(srv));
+  }
+
+  cli c = {.srv = srv};
+  ev_signal_init(&c.sigint, on_stop_signal, SIGINT);
+  ev_signal_init(&c.sigterm, on_stop_signal, SIGTERM);
+  ev_signal_init(&c.sighup, on_hup, SIGHUP);
+  c.sigint.data = c.sigterm.data = c.sighup.data = &c;
+  ev_signal_start(loop, &c.sigint);
+  ev_signal_start(loop, &c.sigterm);
+  ev_signal_start(loop, &c.sighup);
+  ev_unref(loop);
+  ev_unref(loop);
+  ev_unref(loop);
+
+  ev_run(loop, 0);
+  /* Give closing connections a moment to send their close frames. */
+  ev_tstamp until = ev_time() + 1.0;
+  while (ev_time() < until && ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT)) ev_sleep(0.01);
+  rt_server_free(srv);
+  return 0;
+}

@@ -1,0 +1,292 @@
+#include "ws.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "app.h"
+#include "broker.h"
+#include "http1.h"
+#include "server_int.h"
+#include "utf8.h"
+#include "ws_frame.h"
+
+typedef struct rt_ws {
+  wslay_event_context_ptr ctx;
+  rt_conn *conn;
+  uint64_t conn_id;
+  int in_recv;        /* wslay_event_recv is on the stack */
+  int dead;           /* the connection closed while in_recv: free after it returns */
+  int close_started;  /* we sent a close frame */
+  double close_at;    /* when, for the handshake timeout */
+  int pinged;         /* a keepalive ping is out and unanswered */
+  int close_code;     /* what the peer sent, for the app */
+  char close_reason[124];
+} rt_ws;
+
+static const rt_proto ws_proto;
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud) {
+  rt_ws *w = ud;
+  rt_conn *c = w->conn;
+  if (w->dead || c->in.len == 0) {
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = len < c->in.len ? len : c->in.len;
+  memcpy(buf, rt_buf_start(&c->in), n);
+  rt_buf_consume(&c->in, n);
+  return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                       void *ud) {
+  rt_ws *w = ud;
+  /* Control frames only (pong, close): copying them is cheap. Never block wslay. */
+  if (!w->dead) rt_conn_write(w->conn, data, len);
+  return (ssize_t)len;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                   void *ud) {
+  rt_ws *w = ud;
+  rt_conn *c = w->conn;
+  if (w->dead) return;
+  w->pinged = 0;
+  switch (arg->opcode) {
+    case WSLAY_TEXT_FRAME:
+      if (!rt_utf8_valid(arg->msg, arg->msg_length)) {
+        rt_info(&c->srv->log, "%s: invalid UTF-8 in a text message; closing 1007", c->peer);
+        rt_ws_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
+        return;
+      }
+      /* fallthrough */
+    case WSLAY_BINARY_FRAME:
+      if (w->close_started) return;
+      c->srv->metrics.msgs_in++;
+      rt_app_ws_message(c->srv, c, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+      break;
+    case WSLAY_CONNECTION_CLOSE:
+      w->close_code = arg->status_code ? arg->status_code : 1005;
+      if (arg->msg_length > 2) {
+        size_t n = arg->msg_length - 2;
+        if (n >= sizeof w->close_reason) n = sizeof w->close_reason - 1;
+        memcpy(w->close_reason, arg->msg + 2, n);
+        w->close_reason[n] = 0;
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+static void settle(rt_conn *c, rt_ws *w) {
+  if (w->dead || c->closing) return;
+  if (wslay_event_send(w->ctx) != 0) {
+    rt_conn_close(c);
+    return;
+  }
+  /* Both directions done: the close handshake is complete (or wslay failed the
+   * connection after a protocol error and queued its close frame). */
+  if (!wslay_event_want_read(w->ctx) && !wslay_event_want_write(w->ctx))
+    rt_conn_close_after_write(c);
+}
+
+static void free_ws(rt_ws *w) {
+  wslay_event_context_free(w->ctx);
+  free(w);
+}
+
+static void on_read(rt_conn *c) {
+  rt_ws *w = c->pstate;
+  w->in_recv = 1;
+  int rc = wslay_event_recv(w->ctx);
+  w->in_recv = 0;
+  if (w->dead) {
+    free_ws(w);
+    return;
+  }
+  if (rc != 0) {
+    rt_conn_close(c);
+    return;
+  }
+  settle(c, w);
+}
+
+static void on_tick(rt_conn *c, double idle) {
+  rt_ws *w = c->pstate;
+  const rt_config *cfg = &c->srv->cfg;
+  if (w->close_started) {
+    /* RFC 6455 7.1.1: do not wait forever for the peer's close frame. */
+    if (ev_now(c->srv->loop) - w->close_at > 5.0) rt_conn_close(c);
+    return;
+  }
+  if (cfg->ws_idle_timeout > 0 && idle > cfg->ws_idle_timeout) {
+    rt_info(&c->srv->log, "%s: WebSocket idle for %.0f s; closing", c->peer, idle);
+    rt_ws_close(c, WSLAY_CODE_GOING_AWAY, "idle timeout");
+    return;
+  }
+  if (cfg->ws_ping_interval > 0 && idle > cfg->ws_ping_interval && !w->pinged) {
+    struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = (const uint8_t *)"rt", .msg_length = 2};
+    w->pinged = 1;
+    if (wslay_event_queue_msg(w->ctx, &ping) == 0) settle(c, w);
+  }
+}
+
+static void on_overflow(rt_conn *c) {
+  rt_ws *w = c->pstate;
+  /* Drop what it has not started to receive, tell it why, and let it go. */
+  rt_outq_drop_unstarted(&c->out);
+  rt_chunk *f = rt_ws_close_frame(WSLAY_CODE_POLICY_VIOLATION, "slow consumer");
+  if (f) {
+    rt_outq_push(&c->out, f);
+    rt_chunk_unref(f);
+  }
+  w->close_started = 1;
+  w->close_at = ev_now(c->srv->loop);
+  if (!w->close_code) w->close_code = 1006;
+  rt_conn_close_after_write(c);
+}
+
+static void on_script_error(rt_conn *c) {
+  rt_ws_close(c, WSLAY_CODE_INTERNAL_SERVER_ERROR, "internal error");
+}
+
+static void on_close(rt_conn *c) {
+  rt_ws *w = c->pstate;
+  rt_broker_drop_conn(c->srv->broker, c);
+  rt_app_ws_closed(c->srv, w->conn_id, w->close_code ? w->close_code : 1006, w->close_reason);
+  if (w->in_recv) w->dead = 1;
+  else free_ws(w);
+}
+
+static const rt_proto ws_proto = {
+    .name = "websocket",
+    .on_read = on_read,
+    .on_tick = on_tick,
+    .on_overflow = on_overflow,
+    .on_script_error = on_script_error,
+    .on_close = on_close,
+};
+
+int rt_ws_is_ws(const rt_conn *c) { return c->proto == &ws_proto; }
+
+/* Is token in a comma-separated header value (case-insensitive)? */
+static int header_has_token(const char *value, const char *token) {
+  size_t tl = strlen(token);
+  for (const char *p = value; p && *p;) {
+    while (*p == ' ' || *p == '\t' || *p == ',') p++;
+    const char *e = p;
+    while (*e && *e != ',') e++;
+    const char *t = e;
+    while (t > p && (t[-1] == ' ' || t[-1] == '\t')) t--;
+    if ((size_t)(t - p) == tl && strncasecmp(p, token, tl) == 0) return 1;
+    p = e;
+  }
+  return 0;
+}
+
+static int refuse(rt_conn *c, int status, const char *why, const char *extra_name,
+                  const char *extra_value) {
+  char body[200];
+  int n = snprintf(body, sizeof body, "WebSocket handshake refused: %s\n", why);
+  const char *hdrs[] = {extra_name, extra_value};
+  rt_info(&c->srv->log, "%s: WebSocket handshake refused (%d): %s", c->peer, status, why);
+  rt_http1_respond(c, status, hdrs, extra_name ? 1 : 0, body, (size_t)n);
+  return -1;
+}
+
+static void pick_protocol(const rt_http_req *req, const rt_ws_opts *o, char *out, size_t outlen) {
+  const char *offered = rt_http_req_header(req, "sec-websocket-protocol");
+  out[0] = 0;
+  if (!offered) return;
+  for (int i = 0; i < o->nprotocols; i++)
+    if (header_has_token(offered, o->protocols[i])) {
+      snprintf(out, outlen, "%s", o->protocols[i]);
+      return;
+    }
+}
+
+int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *protocol,
+                 size_t protocol_len) {
+  const char *upgrade = rt_http_req_header(req, "upgrade");
+  const char *connection = rt_http_req_header(req, "connection");
+  const char *version = rt_http_req_header(req, "sec-websocket-version");
+  const char *key = rt_http_req_header(req, "sec-websocket-key");
+  const char *origin = rt_http_req_header(req, "origin");
+  if (strcmp(req->method, "GET") != 0) return refuse(c, 405, "the upgrade must be a GET", "Allow", "GET");
+  if (req->http_minor < 1) return refuse(c, 400, "HTTP/1.1 is required", NULL, NULL);
+  if (!upgrade || !header_has_token(upgrade, "websocket"))
+    return refuse(c, 426, "Upgrade: websocket is missing", "Upgrade", "websocket");
+  if (!connection || !header_has_token(connection, "upgrade"))
+    return refuse(c, 400, "Connection: Upgrade is missing", NULL, NULL);
+  if (!version || strcmp(version, "13") != 0)
+    return refuse(c, 426, "unsupported Sec-WebSocket-Version (this server speaks 13)",
+                  "Sec-WebSocket-Version", "13");
+  if (!rt_ws_key_valid(key)) return refuse(c, 400, "Sec-WebSocket-Key must be base64 of 16 bytes", NULL, NULL);
+  if (o->norigins) {
+    int ok = 0;
+    for (int i = 0; i < o->norigins && !ok; i++)
+      ok = strcmp(o->origins[i], "*") == 0 || (origin && strcasecmp(origin, o->origins[i]) == 0);
+    if (!ok) return refuse(c, 403, "origin not allowed", NULL, NULL);
+  }
+  char chosen[64];
+  pick_protocol(req, o, chosen, sizeof chosen);
+  if (protocol) snprintf(protocol, protocol_len, "%s", chosen);
+
+  rt_ws *w = calloc(1, sizeof *w);
+  struct wslay_event_callbacks cbs = {.recv_callback = recv_cb, .send_callback = send_cb,
+                                      .on_msg_recv_callback = on_msg};
+  if (!w || wslay_event_context_server_init(&w->ctx, &cbs, w) != 0) {
+    free(w);
+    return refuse(c, 500, "out of memory", NULL, NULL);
+  }
+  wslay_event_config_set_max_recv_msg_length(w->ctx, o->max_message ? o->max_message
+                                                                     : c->srv->cfg.max_ws_message);
+  w->conn = c;
+  w->conn_id = c->id;
+
+  char accept[29], resp[512];
+  rt_ws_accept_key(key, accept);
+  int n = snprintf(resp, sizeof resp,
+                   "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                   accept, chosen[0] ? "Sec-WebSocket-Protocol: " : "", chosen,
+                   chosen[0] ? "\r\n" : "");
+  rt_http1_detach(c);
+  rt_conn_set_proto(c, &ws_proto, RT_PROTO_WS, w);
+  rt_conn_write(c, resp, (size_t)n);
+  rt_conn_pause_read(c, 0);
+  return 0;
+}
+
+int rt_ws_send_frame(rt_conn *c, rt_chunk *frame) {
+  if (c->proto != &ws_proto || c->closing) return -1;
+  rt_ws *w = c->pstate;
+  if (w->close_started) return -1;
+  c->srv->metrics.msgs_out++;
+  return rt_conn_write_chunk(c, frame);
+}
+
+int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
+  if (c->proto != &ws_proto || c->closing) return -1;
+  rt_chunk *f = rt_ws_frame_build(opcode, data, len);
+  if (!f) return -1;
+  int rc = rt_ws_send_frame(c, f);
+  rt_chunk_unref(f);
+  return rc;
+}
+
+void rt_ws_close(rt_conn *c, int code, const char *reason) {
+  if (c->proto != &ws_proto || c->closing) return;
+  rt_ws *w = c->pstate;
+  if (w->close_started || w->dead) return;
+  w->close_started = 1;
+  w->close_at = ev_now(c->srv->loop);
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > 123) rl = 123;
+  wslay_event_queue_close(w->ctx, (uint16_t)code, (const uint8_t *)reason, rl);
+  if (!w->in_recv) settle(c, w);
+}

@@ -1,0 +1,357 @@
+-- rt: the Lua API of rtserver.
+--
+-- An app script registers handlers here; the C core calls rt._dispatch.* for every
+-- event, each in its own coroutine. Routes live in an "app" table that load_app builds
+-- afresh each time the script is loaded, so a reload swaps all routes at once and a
+-- failed load leaves the old ones serving.
+local core = require "rt.core"
+local cjson = require "cjson"
+
+local rt = { c = {}, version = "0.1.0" }
+
+local current_app      -- the app serving events
+local loading_app      -- the app being built by a load in progress
+
+local function new_app(path)
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  return { path = path, dir = dir, ws = {}, http = {}, static = {} }
+end
+
+local function registering()
+  return loading_app or current_app or error("rt: no app is loading", 3)
+end
+
+---------------------------------------------------------------------------------------
+-- Logging and JSON
+
+rt.log = {}
+for _, level in ipairs { "debug", "info", "warn", "error" } do
+  rt.log[level] = function(fmt, ...)
+    if not core.log_enabled(level) then return end
+    local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+    core.log(level, msg)
+  end
+end
+
+rt.json = {
+  encode = cjson.encode,
+  decode = cjson.decode,
+  null = cjson.null,
+}
+
+---------------------------------------------------------------------------------------
+-- Path patterns: "/orders/:id/status", "/files/*rest"
+
+local function compile_pattern(pattern)
+  local parts, names = {}, {}
+  for seg in pattern:gmatch("[^/]+") do
+    local name = seg:match("^:(.+)$")
+    local rest = seg:match("^%*(.*)$")
+    if name then
+      parts[#parts + 1] = { param = name }
+    elseif rest then
+      parts[#parts + 1] = { rest = rest ~= "" and rest or "rest" }
+    else
+      parts[#parts + 1] = { lit = seg }
+    end
+  end
+  return parts
+end
+
+local function match_pattern(parts, path)
+  local params, i = {}, 0
+  local segs = {}
+  for seg in path:gmatch("[^/]+") do segs[#segs + 1] = seg end
+  for _, p in ipairs(parts) do
+    i = i + 1
+    if p.rest then
+      params[p.rest] = table.concat(segs, "/", i)
+      return params
+    end
+    local s = segs[i]
+    if not s then return nil end
+    if p.lit then
+      if p.lit ~= s then return nil end
+    else
+      params[p.param] = s
+    end
+  end
+  if i ~= #segs then return nil end
+  return params
+end
+
+---------------------------------------------------------------------------------------
+-- WebSocket
+
+local conns = {}   -- id -> ws object, while open
+
+local WS = {}
+WS.__index = WS
+
+function WS:send(data, binary)
+  return core.ws_send(self.id, data, binary)
+end
+
+function WS:close(code, reason)
+  core.ws_close(self.id, code or 1000, reason or "")
+end
+
+function WS:subscribe(topic) return rt.topic(topic):subscribe(self) end
+function WS:unsubscribe(topic) return rt.topic(topic):unsubscribe(self) end
+
+-- rt.websocket(path, { open=, message=, close=, protocols=, origins=, max_message= })
+function rt.websocket(path, handlers)
+  assert(type(path) == "string" and path:sub(1, 1) == "/", "rt.websocket: path must start with /")
+  assert(type(handlers) == "table", "rt.websocket: handlers must be a table")
+  local app = registering()
+  app.ws[#app.ws + 1] = { path = path, parts = compile_pattern(path), handlers = handlers }
+end
+
+local function find_ws_route(app, path)
+  for _, r in ipairs(app.ws) do
+    local params = match_pattern(r.parts, path)
+    if params then return r, params end
+  end
+end
+
+local function ws_route_handlers(ws)
+  local app = current_app
+  for _, r in ipairs(app.ws) do
+    if r.path == ws.route then return r.handlers end
+  end
+end
+
+---------------------------------------------------------------------------------------
+-- Topics
+
+local Topic = {}
+Topic.__index = Topic
+
+function rt.topic(name)
+  assert(type(name) == "string" and name ~= "", "rt.topic: name must be a non-empty string")
+  return setmetatable({ name = name }, Topic)
+end
+
+local function conn_id(ws)
+  if type(ws) == "table" then return ws.id end
+  return ws
+end
+
+function Topic:subscribe(ws) return core.topic_subscribe(self.name, conn_id(ws)) end
+function Topic:unsubscribe(ws) return core.topic_unsubscribe(self.name, conn_id(ws)) end
+function Topic:publish(data, binary)
+  if type(data) == "table" then data = cjson.encode(data) end
+  return core.topic_publish(self.name, tostring(data), binary)
+end
+function Topic:count() return core.topic_count(self.name) end
+
+function rt.publish(name, data, binary) return rt.topic(name):publish(data, binary) end
+
+---------------------------------------------------------------------------------------
+-- Timers
+
+local function check_handler(fn, what)
+  assert(type(fn) == "function", what .. ": expected a function")
+end
+
+function rt.after(seconds, fn)
+  check_handler(fn, "rt.after")
+  return core.timer(seconds, 0, fn)
+end
+
+function rt.every(seconds, fn)
+  check_handler(fn, "rt.every")
+  assert(seconds > 0, "rt.every: interval must be positive")
+  return core.timer(seconds, seconds, fn)
+end
+
+rt.sleep = core.sleep
+rt.now = core.now
+
+---------------------------------------------------------------------------------------
+-- HTTP
+
+local HttpError = {}
+HttpError.__index = HttpError
+HttpError.__tostring = function(e) return e.status .. " " .. e.message end
+
+-- Raise from a handler to answer with a status: rt.http_error(404, "no such order")
+function rt.http_error(status, message)
+  error(setmetatable({ status = status, message = message or "" }, HttpError), 2)
+end
+
+local Request = {}
+Request.__index = function(req, k)
+  if k == "json" then
+    local ok, v = pcall(cjson.decode, req.body)
+    if not ok then rt.http_error(400, "request body is not valid JSON") end
+    rawset(req, "json", v)
+    return v
+  end
+  return nil
+end
+
+local function add_route(method, pattern, fn)
+  assert(type(pattern) == "string" and pattern:sub(1, 1) == "/", "rt.http: path must start with /")
+  check_handler(fn, "rt.http." .. method:lower())
+  local app = registering()
+  app.http[#app.http + 1] = { method = method, parts = compile_pattern(pattern), fn = fn, pattern = pattern }
+end
+
+rt.http = {}
+for _, m in ipairs { "GET", "POST", "PUT", "DELETE", "PATCH" } do
+  rt.http[m:lower()] = function(pattern, fn) add_route(m, pattern, fn) end
+end
+function rt.http.route(method, pattern, fn) add_route(method:upper(), pattern, fn) end
+
+-- rt.static(url_prefix, folder): folder is relative to the app script's folder.
+function rt.static(prefix, folder)
+  local app = registering()
+  assert(type(prefix) == "string" and prefix:sub(1, 1) == "/", "rt.static: prefix must start with /")
+  if folder:sub(1, 1) ~= "/" then folder = app.dir .. "/" .. folder end
+  prefix = prefix:gsub("/+$", "")
+  app.static[#app.static + 1] = { prefix = prefix, dir = folder }
+end
+
+local function parse_query(q)
+  local t = {}
+  for k, v in q:gmatch("([^&=]+)=?([^&]*)") do
+    local function unescape(s)
+      s = s:gsub("+", " ")
+      return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+    end
+    t[unescape(k)] = unescape(v)
+  end
+  return t
+end
+
+local function respond(id, status, body, headers)
+  headers = headers or {}
+  if type(body) == "table" then
+    body = cjson.encode(body)
+    if not headers["Content-Type"] then headers["Content-Type"] = "application/json" end
+  elseif body == nil then
+    body = ""
+  else
+    body = tostring(body)
+  end
+  return core.http_respond(id, status, headers, body)
+end
+
+local function traceback(e)
+  if getmetatable(e) == HttpError then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+local function serve_http(app, id, req)
+  local allowed = {}
+  for _, r in ipairs(app.http) do
+    local params = match_pattern(r.parts, req.path)
+    if params then
+      if r.method == req.method or (req.method == "HEAD" and r.method == "GET") then
+        req.params = params
+        local ok, status, body, headers = xpcall(r.fn, traceback, req)
+        if not ok then
+          local e = status
+          if getmetatable(e) == HttpError then
+            return respond(id, e.status, { error = e.message })
+          end
+          core.script_error(e)
+          return respond(id, 500, { error = "internal error" })
+        end
+        if type(status) ~= "number" then  -- handler returned just a body
+          status, body, headers = 200, status, body
+        end
+        return respond(id, status, body, headers)
+      end
+      allowed[#allowed + 1] = r.method
+    end
+  end
+  if #allowed > 0 then
+    return respond(id, 405, { error = "method not allowed" }, { Allow = table.concat(allowed, ", ") })
+  end
+  if req.method == "GET" or req.method == "HEAD" then
+    for _, s in ipairs(app.static) do
+      local p = req.path
+      if s.prefix == "" or p == s.prefix or p:sub(1, #s.prefix + 1) == s.prefix .. "/" then
+        return core.http_file(id, s.dir, p:sub(#s.prefix + 1))
+      end
+    end
+  end
+  return respond(id, 404, { error = "not found" })
+end
+
+---------------------------------------------------------------------------------------
+-- Dispatch: called from C, each call in a new coroutine.
+
+local dispatch = {}
+rt._dispatch = dispatch
+
+function dispatch.http(id, req, peer)
+  local app = current_app
+  setmetatable(req, Request)
+  req.id, req.peer = id, peer
+  req.args = parse_query(req.query)
+  if req.upgrade and (req.headers.upgrade or ""):lower():find("websocket", 1, true) then
+    local route, params = find_ws_route(app, req.path)
+    if route then
+      local h = route.handlers
+      local protocol = core.ws_accept(id, h)
+      if not protocol then return end
+      local ws = setmetatable({ id = id, route = route.path, params = params, request = req,
+                                protocol = protocol ~= "" and protocol or nil, peer = peer,
+                                data = {} }, WS)
+      conns[id] = ws
+      if h.open then h.open(ws, req) end
+      return
+    end
+  end
+  return serve_http(app, id, req)
+end
+
+function dispatch.ws_message(id, data, binary)
+  local ws = conns[id]
+  if not ws then return end
+  local h = ws_route_handlers(ws)
+  if h and h.message then h.message(ws, data, binary) end
+end
+
+function dispatch.ws_close(id, code, reason)
+  local ws = conns[id]
+  if not ws then return end
+  conns[id] = nil
+  ws.closed = true
+  local h = ws_route_handlers(ws)
+  if h and h.close then h.close(ws, code, reason) end
+end
+
+function dispatch.timer(fn) fn() end
+
+-- Loads (or reloads) the app script into a fresh environment. Returns true, or nil and a
+-- one-line error; on failure the running app is untouched.
+function dispatch.load_app(path)
+  local chunk, err = loadfile(path)
+  if not chunk then return nil, err end
+  local env = setmetatable({}, { __index = _G })
+  setfenv(chunk, env)
+  local app = new_app(path)
+  loading_app = app
+  -- The app's folder is searched for its own modules.
+  local old_path = package.path
+  package.path = app.dir .. "/?.lua;" .. old_path
+  local ok, lerr = xpcall(chunk, function(e) return debug.traceback(tostring(e), 2) end)
+  package.path = old_path
+  loading_app = nil
+  if not ok then
+    local first = tostring(lerr):match("^[^\n]*")
+    core.log("debug", lerr)
+    return nil, first
+  end
+  current_app = app
+  return true
+end
+
+-- Per-connection handles for scripts that keep ids around.
+function rt.connection(id) return conns[id] end
+
+return rt
