@@ -28,6 +28,7 @@ SUPPORT_SRC := $(wildcard tests/support/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 
+.SECONDARY:
 .PHONY: all run test unit fuzz-replay integration asan bench install clean deps deps-test
 all: $(BUILD)/rtserver $(BUILD)/librtserver.a $(BUILD)/librtserver.so
 
@@ -81,13 +82,21 @@ test: deps-test
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-# libFuzzer harnesses, built with clang; `make test` replays the seed corpora.
+# libFuzzer harnesses, built with clang; `make test` replays the seed corpora. The core is
+# compiled once with sanitizer + coverage instrumentation and linked into every harness.
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
-FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -g -O1
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(GEN_SRC)
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1
+FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(FUZZ_SAN) $(DEP_CFLAGS) \
+  -DRT_LUA_DIR_DEFAULT='"$(PREFIX)/share/rtserver/lua"' -Icore -I$(BUILD)/gen -w
+FUZZ_OBJ := $(LIB_SRC:core/%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/descriptor.pb-c.o
+$(BUILD)/fuzz/obj/%.o: core/%.c $(wildcard core/*.h) $(BUILD)/gen/descriptor.pb-c.h
 	@mkdir -p $(@D)
-	$(CLANG) -std=gnu11 -D_GNU_SOURCE $(FUZZ_FLAGS) $(DEP_CFLAGS) -Icore -I$(BUILD)/gen -w -o $@ $< \
-	  $(LIB_SRC) $(GEN_SRC) $(DEP_LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(BUILD)/fuzz/obj/descriptor.pb-c.o: $(GEN_SRC)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
+	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(DEP_LIBS)
 fuzz-build: $(FUZZ_BIN)
 fuzz-replay: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); n=$${n#fuzz_}; \

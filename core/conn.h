@@ -23,6 +23,7 @@ typedef struct rt_proto {
   void (*on_tick)(rt_conn *c, double idle);  /* periodic; idle = seconds since traffic */
   void (*on_overflow)(rt_conn *c);      /* unsent output passed the bound: slow consumer */
   void (*on_script_error)(rt_conn *c);  /* a Lua handler for this conn raised */
+  void (*on_shutdown)(rt_conn *c);      /* the server is stopping: say goodbye */
   void (*on_close)(rt_conn *c);         /* free the protocol state */
 } rt_proto;
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "metrics.h"
 #include "server_int.h"
 
 typedef struct rt_http1 {
@@ -114,14 +115,18 @@ static void respond_error(rt_conn *c, int status, const char *msg) {
 }
 
 void rt_http1_send_file(rt_conn *c, const char *root, const char *relpath) {
-  char rroot[PATH_MAX], full[PATH_MAX], real[PATH_MAX];
+  char rroot[PATH_MAX], full[PATH_MAX + 32], real[PATH_MAX];
   /* Refuse ".." segments outright, then check the resolved path is still inside root:
    * that also catches symlinks that point out of the app's folder. */
   if (strstr(relpath, "..") || !realpath(root, rroot)) {
     respond_error(c, 404, "not found");
     return;
   }
-  snprintf(full, sizeof full, "%s/%s", rroot, relpath[0] == '/' ? relpath + 1 : relpath);
+  if (snprintf(full, sizeof full - 16, "%s/%s", rroot, relpath[0] == '/' ? relpath + 1 : relpath) >=
+      (int)sizeof full - 16) {
+    respond_error(c, 414, "path too long");
+    return;
+  }
   struct stat st;
   if (stat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
     size_t l = strlen(full);
@@ -162,6 +167,18 @@ const rt_http_req *rt_http1_current(rt_conn *c) {
   return h && h->handling ? &h->parser.req : NULL;
 }
 
+/* The metrics endpoint answers in C: it must work even when the app is broken. */
+static int serve_metrics(rt_conn *c, const rt_http_req *req) {
+  const char *path = c->srv->cfg.metrics_path;
+  if (!path || strcmp(req->path, path) != 0 || strcmp(req->method, "GET") != 0) return 0;
+  rt_buf b = {0};
+  rt_metrics_render(c->srv, &b);
+  const char *hdrs[] = {"Content-Type", "text/plain; version=0.0.4; charset=utf-8"};
+  rt_http1_respond(c, 200, hdrs, 1, rt_buf_start(&b), b.len);
+  rt_buf_free(&b);
+  return 1;
+}
+
 static void on_read(rt_conn *c) {
   rt_http1 *h = c->pstate;
   h->in_read = 1;
@@ -179,6 +196,7 @@ static void on_read(rt_conn *c) {
     h->handling = 1;
     h->is_head = strcmp(h->parser.req.method, "HEAD") == 0;
     c->srv->metrics.http_requests++;
+    if (serve_metrics(c, &h->parser.req)) continue;
     rt_conn_pause_read(c, 1);
     rt_app_http_request(c->srv, c, &h->parser.req);
     /* The app may have upgraded the connection: then h is no longer ours to touch. */
@@ -192,6 +210,12 @@ static void on_tick(rt_conn *c, double idle) {
   rt_http1 *h = c->pstate;
   /* A handler still working (a slow backend call) is not an idle client. */
   if (!h->handling && idle > c->srv->cfg.idle_timeout) rt_conn_close(c);
+}
+
+static void on_shutdown(rt_conn *c) {
+  rt_http1 *h = c->pstate;
+  /* A request in progress gets its answer (with Connection: close); idle ones go now. */
+  if (!h->handling) rt_conn_close(c);
 }
 
 static void on_script_error(rt_conn *c) {
@@ -211,6 +235,7 @@ static const rt_proto http1_proto = {
     .on_read = on_read,
     .on_tick = on_tick,
     .on_script_error = on_script_error,
+    .on_shutdown = on_shutdown,
     .on_close = on_close,
 };
 

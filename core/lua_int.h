@@ -35,6 +35,22 @@ void rt_lua_start(rt_lua *lx, lua_State *co, int nargs, uint64_t owner);
 /* Resumes a coroutine that yielded in a C function (sleep, ...). */
 void rt_lua_resume(rt_lua *lx, lua_State *co, int nargs, uint64_t owner);
 
+/* Parking a coroutine until an event (a stream message, a reply, flow-control credit):
+ * a lua_CFunction ends with `return rt_lua_park(L, &waiter);`. Later the event pushes its
+ * results onto waiter.co and calls rt_lua_wake(lx, &waiter, nresults); the coroutine
+ * resumes with those as the C function's return values. rt_lua_unpark drops a waiter that
+ * will never be woken (its coroutine is collected). */
+typedef struct rt_lua_waiter {
+  lua_State *co;     /* NULL when nobody waits */
+  int thread_ref;
+  uint64_t owner;
+} rt_lua_waiter;
+int rt_lua_park(lua_State *L, rt_lua_waiter *w);
+void rt_lua_wake(rt_lua *lx, rt_lua_waiter *w, int nresults);
+void rt_lua_unpark(rt_lua *lx, rt_lua_waiter *w);
+/* The rt_lua a lua_CFunction runs under. */
+rt_lua *rt_lua_of(lua_State *L);
+
 static inline rt_server *rt_lua_server(lua_State *L) {
   return (rt_server *)lua_touserdata(L, lua_upvalueindex(1));
 }

@@ -147,3 +147,35 @@ void rt_lua_start(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
   rt_lua_resume(lx, co, nargs, owner);
   lua_pop(lx->L, 1);  /* the thread rt_lua_prepare left on L */
 }
+
+rt_lua *rt_lua_of(lua_State *L) { return rt_lua_server(L)->lua; }
+
+int rt_lua_park(lua_State *L, rt_lua_waiter *w) {
+  rt_lua *lx = rt_lua_of(L);
+  if (lua_pushthread(L)) {
+    lua_pop(L, 1);
+    return luaL_error(L, "this call can only be made inside a handler (it waits)");
+  }
+  w->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  w->co = L;
+  w->owner = lx->current_owner;
+  return lua_yield(L, 0);
+}
+
+void rt_lua_wake(rt_lua *lx, rt_lua_waiter *w, int nresults) {
+  lua_State *co = w->co;
+  int ref = w->thread_ref;
+  if (!co) return;
+  w->co = NULL;
+  w->thread_ref = LUA_NOREF;
+  /* The reference keeps co alive through the resume; drop it after. */
+  rt_lua_resume(lx, co, nresults, w->owner);
+  luaL_unref(lx->L, LUA_REGISTRYINDEX, ref);
+}
+
+void rt_lua_unpark(rt_lua *lx, rt_lua_waiter *w) {
+  if (!w->co) return;
+  luaL_unref(lx->L, LUA_REGISTRYINDEX, w->thread_ref);
+  w->co = NULL;
+  w->thread_ref = LUA_NOREF;
+}

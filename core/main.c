@@ -29,7 +29,13 @@ static void usage(FILE *f) {
           "      --max-body BYTES    largest HTTP request body (default 1048576)\n"
           "      --max-output BYTES  unsent bytes per connection before it is closed as a\n"
           "                          slow consumer (default 4194304)\n"
-          "      --lua-dir DIR       where rt.lua lives (default: next to the binary, then\n"
+          "      --watch             reload the app when its script, a module it requires or a\n"
+      "                          .proto it loads changes (off by default; SIGHUP always\n"
+      "                          reloads)\n"
+      "      --metrics PATH      serve Prometheus metrics at this HTTP path (off by default)\n"
+      "      --drain SEC         on SIGTERM/SIGINT, time in-flight work gets to finish\n"
+      "                          (default 10)\n"
+      "      --lua-dir DIR       where rt.lua lives (default: next to the binary, then\n"
           "                          the install prefix)\n"
           "  -V, --version           print the version and exit\n"
           "  -h, --help              print this help and exit\n");
@@ -38,13 +44,34 @@ static void usage(FILE *f) {
 typedef struct cli {
   rt_server *srv;
   ev_signal sigint, sigterm, sighup;
+  ev_timer drain;
+  double drain_until, drain_timeout;
+  int stopping;
 } cli;
+
+/* While draining: done when the last connection is gone or the drain time is up. */
+static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents) {
+  cli *c = w->data;
+  int left = rt_server_connections(c->srv);
+  if (left == 0 || ev_now(loop) >= c->drain_until) {
+    if (left) fprintf(stderr, "rtserver: drain timeout, closing %d connection(s)\n", left);
+    ev_break(loop, EVBREAK_ALL);
+  }
+}
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   cli *c = w->data;
-  fprintf(stderr, "rtserver: signal %d, shutting down\n", w->signum);
+  if (c->stopping) {
+    fprintf(stderr, "rtserver: second signal, stopping now\n");
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  c->stopping = 1;
+  c->drain_until = ev_now(loop) + c->drain_timeout;
+  fprintf(stderr, "rtserver: signal %d, shutting down (draining up to %g s)\n", w->signum,
+          c->drain_timeout);
   rt_server_stop(c->srv);
-  ev_break(loop, EVBREAK_ALL);
+  ev_timer_start(loop, &c->drain);
 }
 
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents) {
@@ -65,7 +92,7 @@ static int parse_number(const char *flag, const char *s, double min, double max,
 }
 
 int main(int argc, char **argv) {
-  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR };
+  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN };
   static const struct option opts[] = {
       {"listen", required_argument, 0, 'l'},     {"port", required_argument, 0, 'p'},
       {"log-level", required_argument, 0, O_LOG_LEVEL}, {"log-json", no_argument, 0, O_LOG_JSON},
@@ -73,6 +100,8 @@ int main(int argc, char **argv) {
       {"ws-idle", required_argument, 0, O_WSIDLE}, {"max-message", required_argument, 0, O_MAXMSG},
       {"max-body", required_argument, 0, O_MAXBODY}, {"max-output", required_argument, 0, O_MAXOUT},
       {"lua-dir", required_argument, 0, O_LUADIR}, {"version", no_argument, 0, 'V'},
+      {"watch", no_argument, 0, O_WATCH},         {"metrics", required_argument, 0, O_METRICS},
+      {"drain", required_argument, 0, O_DRAIN},
       {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
   rt_config cfg;
   rt_config_init(&cfg);
@@ -118,6 +147,17 @@ int main(int argc, char **argv) {
         cfg.max_output_bytes = (size_t)v;
         break;
       case O_LUADIR: cfg.lua_dir = optarg; break;
+      case O_WATCH: cfg.watch = 1; break;
+      case O_METRICS:
+        if (optarg[0] != '/') {
+          fprintf(stderr, "rtserver: --metrics needs a path starting with /, got '%s'\n", optarg);
+          return 2;
+        }
+        cfg.metrics_path = optarg;
+        break;
+      case O_DRAIN:
+        if (parse_number("--drain", optarg, 0, 3600, &cfg.drain_timeout) < 0) return 2;
+        break;
       case 'V': printf("rtserver %s\n", RT_VERSION); return 0;
       case 'h': usage(stdout); return 0;
       default:
@@ -167,6 +207,10 @@ int main(int argc, char **argv) {
   }
 
   cli c = {.srv = srv};
+  ev_timer_init(&c.drain, on_drain_tick, 0.02, 0.05);
+  c.drain.data = &c;
+  c.drain_until = ev_now(loop) + 1e9;
+  c.drain_timeout = cfg.drain_timeout;
   ev_signal_init(&c.sigint, on_stop_signal, SIGINT);
   ev_signal_init(&c.sigterm, on_stop_signal, SIGTERM);
   ev_signal_init(&c.sighup, on_hup, SIGHUP);
@@ -179,9 +223,6 @@ int main(int argc, char **argv) {
   ev_unref(loop);
 
   ev_run(loop, 0);
-  /* Give closing connections a moment to send their close frames. */
-  ev_tstamp until = ev_time() + 1.0;
-  while (ev_time() < until && ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT)) ev_sleep(0.01);
   rt_server_free(srv);
   return 0;
 }

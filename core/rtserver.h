@@ -46,6 +46,9 @@ typedef struct rt_config {
   size_t max_ws_message;        /* WebSocket message; over it: close 1009 */
   size_t max_output_bytes;      /* unsent bytes per connection before it is a slow consumer */
   int max_connections;          /* accepted connections at once; 0 = as many fds as allowed */
+  const char *metrics_path;     /* Prometheus text at this HTTP path; NULL = off */
+  int watch;                    /* reload when the app's files change */
+  double drain_timeout;         /* seconds in-flight work gets after rt_server_stop */
 } rt_config;
 
 void rt_config_init(rt_config *cfg);
@@ -65,8 +68,15 @@ int rt_server_register_function(rt_server *srv, const char *name,
                                 int (*fn)(struct lua_State *L));
 /* Loads the app script again; on failure the old code keeps serving. */
 int rt_server_reload(rt_server *srv, char *err, size_t errlen);
-/* Stops accepting and closes every connection (WebSocket close 1001). */
+/* Graceful stop: stops accepting, says goodbye on every connection (WebSocket close 1001,
+ * HTTP/2 GOAWAY, STOMP ERROR), lets in-flight requests finish. rt_server_connections()
+ * reaches 0 when all are gone; the host may free the server earlier (after its drain
+ * timeout), which closes whatever is left. */
 void rt_server_stop(rt_server *srv);
+int rt_server_connections(const rt_server *srv);
+/* Appends the Prometheus text exposition of the server's metrics; returns its length. The
+ * caller frees *out. */
+size_t rt_server_metrics_text(rt_server *srv, char **out);
 void rt_server_free(rt_server *srv);
 
 struct lua_State *rt_server_lua(rt_server *srv);

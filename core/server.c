@@ -11,6 +11,8 @@
 #include "broker.h"
 #include "http1.h"
 #include "listen.h"
+#include "metrics.h"
+#include "reload.h"
 #include "lua_int.h"
 #include "server_int.h"
 #include "ws.h"
@@ -25,6 +27,31 @@ void rt_config_init(rt_config *cfg) {
   cfg->max_body_bytes = 1024 * 1024;
   cfg->max_ws_message = 1024 * 1024;
   cfg->max_output_bytes = 4 * 1024 * 1024;
+  cfg->drain_timeout = 10;
+}
+
+/* After a successful load: watch what the new code is made of. */
+static void refresh_watch(rt_server *srv) {
+  if (!srv->cfg.watch) return;
+  lua_State *L = srv->lua->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, srv->lua->dispatch_ref);
+  lua_getfield(L, -1, "watched_files");
+  if (lua_pcall(L, 0, 1, 0) != 0 || !lua_istable(L, -1)) {
+    lua_pop(L, 2);
+    return;
+  }
+  int n = (int)lua_objlen(L, -1);
+  const char **files = calloc((size_t)n + 1, sizeof *files);
+  if (files) {
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, -1, i + 1);
+      files[i] = lua_tostring(L, -1);  /* anchored by the table until we pop it */
+      lua_pop(L, 1);
+    }
+    rt_reload_watch(srv, files, n);
+    free(files);
+  }
+  lua_pop(L, 2);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
@@ -79,6 +106,7 @@ int rt_server_load_app(rt_server *srv, const char *script, char *err, size_t err
   free(srv->app_path);
   srv->app_path = strdup(real);
   if (rt_lua_load_app(srv->lua, real, err, errlen) < 0) return -1;
+  refresh_watch(srv);
   return 0;
 }
 
@@ -94,8 +122,11 @@ int rt_server_reload(rt_server *srv, char *err, size_t errlen) {
     rt_error(&srv->log, "reload failed, the previous code keeps serving: %s", err);
   } else {
     srv->metrics.reloads++;
-    rt_info(&srv->log, "reloaded %s in %.1f ms", srv->app_path, (ev_time() - t0) * 1000);
+    rt_info(&srv->log, "reloaded %s in %.1f ms (reload #%ld)", srv->app_path,
+            (ev_time() - t0) * 1000, srv->metrics.reloads);
   }
+  /* Watch again even after a failure: the fix will come in one of those files. */
+  refresh_watch(srv);
   return rc;
 }
 
@@ -144,12 +175,23 @@ void rt_server_stop(rt_server *srv) {
     rt_listener_close(srv->listeners);
     srv->listeners = n;
   }
+  rt_reload_free(srv);
   for (uint32_t i = 0; i < srv->nslots; i++) {
     rt_conn *c = srv->slots[i];
     if (!c || c->closing) continue;
-    if (rt_ws_is_ws(c)) rt_ws_close(c, 1001, "server shutting down");
+    if (c->proto && c->proto->on_shutdown) c->proto->on_shutdown(c);
     else rt_conn_close_after_write(c);
   }
+}
+
+int rt_server_connections(const rt_server *srv) { return srv->nconns; }
+
+size_t rt_server_metrics_text(rt_server *srv, char **out) {
+  rt_buf b = {0};
+  rt_metrics_render(srv, &b);
+  rt_buf_append(&b, "", 1);
+  *out = (char *)b.data;
+  return b.len ? b.len - 1 : 0;
 }
 
 void rt_server_free(rt_server *srv) {
@@ -162,11 +204,13 @@ void rt_server_free(rt_server *srv) {
   for (uint32_t i = 0; i < srv->nslots; i++)
     if (srv->slots[i]) rt_conn_close(srv->slots[i]);
   rt_conn_reap(srv);
+  rt_reload_free(srv);
   if (srv->lua) rt_lua_free(srv->lua);
   srv->lua = NULL;
   rt_broker_free(srv->broker);
   ev_ref(srv->loop);
   ev_prepare_stop(srv->loop, &srv->flush_watcher);
+  rt_metrics_free(srv);
   free(srv->slots);
   free(srv->slot_gen);
   free(srv->free_slots);

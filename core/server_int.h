@@ -6,11 +6,13 @@
 
 #include "conn.h"
 #include "log.h"
+#include "map.h"
 #include "rtserver.h"
 
 typedef struct rt_broker rt_broker;
 typedef struct rt_lua rt_lua;
 typedef struct rt_listener rt_listener;
+typedef struct rt_reload rt_reload;
 
 typedef struct rt_metrics {
   long conns_open[RT_PROTO_COUNT];
@@ -43,6 +45,8 @@ struct rt_server {
   rt_broker *broker;
   rt_lua *lua;
   rt_metrics metrics;
+  rt_map labeled;          /* labeled counters: "name{labels}" -> double */
+  rt_reload *reload;       /* file watchers for --watch */
   char *app_path;
   char *app_dir;
   int stopping;

@@ -23,6 +23,7 @@ typedef struct rt_ws {
   double close_at;    /* when, for the handshake timeout */
   int pinged;         /* a keepalive ping is out and unanswered */
   int close_code;     /* what the peer sent, for the app */
+  rt_ws_sink sink;    /* when set, messages go here instead of the app */
   char close_reason[124];
 } rt_ws;
 
@@ -66,7 +67,10 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     case WSLAY_BINARY_FRAME:
       if (w->close_started) return;
       c->srv->metrics.msgs_in++;
-      rt_app_ws_message(c->srv, c, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+      if (w->sink.on_message)
+        w->sink.on_message(c, w->sink.data, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+      else
+        rt_app_ws_message(c->srv, c, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
       break;
     case WSLAY_CONNECTION_CLOSE:
       w->close_code = arg->status_code ? arg->status_code : 1005;
@@ -154,9 +158,12 @@ static void on_script_error(rt_conn *c) {
   rt_ws_close(c, WSLAY_CODE_INTERNAL_SERVER_ERROR, "internal error");
 }
 
+static void on_shutdown(rt_conn *c) { rt_ws_close(c, WSLAY_CODE_GOING_AWAY, "server shutting down"); }
+
 static void on_close(rt_conn *c) {
   rt_ws *w = c->pstate;
   rt_broker_drop_conn(c->srv->broker, c);
+  if (w->sink.on_close) w->sink.on_close(c, w->sink.data);
   rt_app_ws_closed(c->srv, w->conn_id, w->close_code ? w->close_code : 1006, w->close_reason);
   if (w->in_recv) w->dead = 1;
   else free_ws(w);
@@ -168,6 +175,7 @@ static const rt_proto ws_proto = {
     .on_tick = on_tick,
     .on_overflow = on_overflow,
     .on_script_error = on_script_error,
+    .on_shutdown = on_shutdown,
     .on_close = on_close,
 };
 
@@ -277,6 +285,30 @@ int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
   int rc = rt_ws_send_frame(c, f);
   rt_chunk_unref(f);
   return rc;
+}
+
+int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
+  if (c->proto != &ws_proto || c->closing) return -1;
+  rt_ws *w = c->pstate;
+  if (w->close_started) return -1;
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += chunks[i]->len;
+  uint8_t hdr[10];
+  size_t hl = rt_ws_frame_header(hdr, opcode, total);
+  rt_chunk *h = rt_chunk_copy(hdr, hl);
+  if (!h) return -1;
+  c->srv->metrics.msgs_out++;
+  int rc = rt_conn_write_chunk(c, h);
+  rt_chunk_unref(h);
+  for (int i = 0; i < n && rc == 0; i++) rc = rt_conn_write_chunk(c, chunks[i]);
+  return rc;
+}
+
+void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink) {
+  if (c->proto != &ws_proto) return;
+  rt_ws *w = c->pstate;
+  if (sink) w->sink = *sink;
+  else memset(&w->sink, 0, sizeof w->sink);
 }
 
 void rt_ws_close(rt_conn *c, int code, const char *reason) {

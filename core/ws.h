@@ -30,6 +30,19 @@ int rt_ws_is_ws(const rt_conn *c);
 int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len);
 /* Queues a frame built once (rt_ws_frame_build) and shared by many connections. */
 int rt_ws_send_frame(rt_conn *c, rt_chunk *frame);
+/* Queues pre-built chunks as ONE unfragmented message: the frame header is computed from
+ * their total length. Lets a STOMP MESSAGE go out as [header + per-subscriber head] +
+ * shared body + shared NUL without copying the body per subscriber. */
+int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n);
+
+/* A sink takes a WebSocket's messages instead of the Lua app (STOMP over WebSocket). */
+typedef struct rt_ws_sink {
+  void (*on_message)(rt_conn *c, void *data, const uint8_t *msg, size_t len, int binary);
+  void (*on_close)(rt_conn *c, void *data);  /* the connection is going away */
+  void *data;
+} rt_ws_sink;
+void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink);
+
 /* Starts the close handshake. */
 void rt_ws_close(rt_conn *c, int code, const char *reason);
 

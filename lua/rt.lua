@@ -8,14 +8,20 @@ local core = require "rt.core"
 local cjson = require "cjson"
 
 local rt = { c = {}, version = "0.1.0" }
+package.loaded.rt = rt  -- so protocol modules required below can require "rt" back
 
 local current_app      -- the app serving events
 local loading_app      -- the app being built by a load in progress
 
 local function new_app(path)
   local dir = path:match("^(.*)/[^/]*$") or "."
-  return { path = path, dir = dir, ws = {}, http = {}, static = {} }
+  return { path = path, dir = dir, ws = {}, http = {}, static = {},
+           files = { path }, modules = {}, timers = {} }
 end
+
+-- State a script keeps across reloads: rt.state survives, everything else is rebuilt.
+--   local orders = rt.state.orders or {}; rt.state.orders = orders
+rt.state = {}
 
 local function registering()
   return loading_app or current_app or error("rt: no app is loading", 3)
@@ -154,15 +160,22 @@ local function check_handler(fn, what)
   assert(type(fn) == "function", what .. ": expected a function")
 end
 
+-- Timers started while a script loads belong to that version of the app: a reload
+-- cancels them (the new code starts its own). Timers started by handlers run out.
+local function own_timer(t)
+  if loading_app then loading_app.timers[#loading_app.timers + 1] = t end
+  return t
+end
+
 function rt.after(seconds, fn)
   check_handler(fn, "rt.after")
-  return core.timer(seconds, 0, fn)
+  return own_timer(core.timer(seconds, 0, fn))
 end
 
 function rt.every(seconds, fn)
   check_handler(fn, "rt.every")
   assert(seconds > 0, "rt.every: interval must be positive")
-  return core.timer(seconds, seconds, fn)
+  return own_timer(core.timer(seconds, seconds, fn))
 end
 
 rt.sleep = core.sleep
@@ -327,31 +340,89 @@ end
 
 function dispatch.timer(fn) fn() end
 
+-- Modules loaded before any app (rt itself, cjson, protocol modules) are never reloaded.
+local base_modules = {}
+
 -- Loads (or reloads) the app script into a fresh environment. Returns true, or nil and a
--- one-line error; on failure the running app is untouched.
+-- one-line error (file:line: message); on failure the running app is untouched.
 function dispatch.load_app(path)
+  if not next(base_modules) then
+    for name in pairs(package.loaded) do base_modules[name] = true end
+  end
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
   local env = setmetatable({}, { __index = _G })
   setfenv(chunk, env)
   local app = new_app(path)
+  -- The app's own modules load afresh, so an edit to one of them takes effect.
+  local previous = {}
+  for name in pairs(package.loaded) do
+    if not base_modules[name] then
+      previous[name] = package.loaded[name]
+      package.loaded[name] = nil
+    end
+  end
   loading_app = app
-  -- The app's folder is searched for its own modules.
   local old_path = package.path
-  package.path = app.dir .. "/?.lua;" .. old_path
+  package.path = app.dir .. "/?.lua;" .. old_path    -- the app's folder first
   local ok, lerr = xpcall(chunk, function(e) return debug.traceback(tostring(e), 2) end)
+  local search_path = package.path
   package.path = old_path
   loading_app = nil
   if not ok then
+    -- Put the old modules back: the old code keeps running with them.
+    for name, m in pairs(previous) do
+      if package.loaded[name] == nil then package.loaded[name] = m end
+    end
+    for _, t in ipairs(app.timers) do t:cancel() end
     local first = tostring(lerr):match("^[^\n]*")
     core.log("debug", lerr)
     return nil, first
   end
+  for name in pairs(package.loaded) do
+    if not base_modules[name] then
+      local file = package.searchpath(name, search_path)
+      if file then app.files[#app.files + 1] = file end
+    end
+  end
+  local old = current_app
   current_app = app
+  if old then
+    for _, t in ipairs(old.timers) do t:cancel() end
+  end
   return true
+end
+
+function dispatch.watched_files()
+  return current_app and current_app.files or {}
 end
 
 -- Per-connection handles for scripts that keep ids around.
 function rt.connection(id) return conns[id] end
+
+-- What protocol modules written in Lua (lua/rt_*.lua) need from here. Not for apps.
+rt._internal = {
+  core = core,
+  registering = registering,
+  current_app = function() return current_app end,
+  compile_pattern = compile_pattern,
+  match_pattern = match_pattern,
+  find_ws_route = find_ws_route,
+  conns = conns,
+  WS = WS,
+  -- a protocol module that reads a file for the app (a .proto) asks to watch it
+  watch = function(file)
+    local app = loading_app or current_app
+    if app then app.files[#app.files + 1] = file end
+  end,
+}
+
+-- Protocol modules add themselves to rt (rt.stomp, rt.grpc) if they are installed.
+for _, name in ipairs { "rt_stomp", "rt_grpc", "rt_grpc_client" } do
+  local ok, err = pcall(require, name)
+  if not ok and not tostring(err):find("module '" .. name .. "' not found", 1, true) then
+    error(err, 0)
+  end
+end
 
 return rt
