@@ -29,7 +29,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 
 .SECONDARY:
-.PHONY: all run test unit fuzz-replay integration asan bench install clean deps deps-test
+.PHONY: embed-test all run test unit fuzz-replay integration asan bench install clean deps deps-test
 all: $(BUILD)/rtserver $(BUILD)/librtserver.a $(BUILD)/librtserver.so
 
 $(BUILD)/gen/descriptor.pb-c.c: /usr/include/google/protobuf/descriptor.proto
@@ -62,6 +62,21 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(SUPPORT_SRC) $(BUILD)/librtserver.a
 	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_SRC) $(BUILD)/librtserver.a \
 	  $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka
 
+# The embedding test: install into a staging dir, build tests/embed/host.c against the
+# installed header, library and rtserver.pc, and run it under valgrind.
+STAGE := $(abspath $(BUILD))/stage
+embed-test: all
+	@rm -rf $(STAGE)
+	@$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr/local >/dev/null
+	$(CC) -std=gnu11 -Wall -o $(BUILD)/embed-host tests/embed/host.c \
+	  $$(PKG_CONFIG_PATH=$(STAGE)/usr/local/lib/pkgconfig pkg-config \
+	     --define-variable=prefix=$(STAGE)/usr/local --static --cflags rtserver) \
+	  $(STAGE)/usr/local/lib/librtserver.a \
+	  $$(PKG_CONFIG_PATH=$(STAGE)/usr/local/lib/pkgconfig pkg-config --static --libs-only-l rtserver | \
+	     sed 's/-lrtserver//') $(DEP_CFLAGS) -lpthread
+	valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	  $(BUILD)/embed-host $(STAGE)/usr/local/share/rtserver/lua
+
 # ---- user-facing targets -------------------------------------------------------------
 run:
 	@.ci/install-deps run
@@ -75,6 +90,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-replay
+	@$(MAKE) --no-print-directory embed-test
 	@$(MAKE) --no-print-directory integration
 	@$(MAKE) --no-print-directory asan
 	@echo "== all tests passed"
