@@ -112,7 +112,8 @@ void rt_stomp_parser_free(rt_stomp_parser *p);
 
 /* Consume up to len bytes. *consumed tells how many were used (always len when the result
  * is RT_STOMP_NEED_MORE). On RT_STOMP_FRAME *frame is filled and the rest of the input is
- * left for the next call. Negative = error, see rt_stomp_parser_error(). */
+ * left for the next call. Negative = error, see rt_stomp_parser_error(); the connection
+ * cannot be resynchronised after one, so the session should send ERROR and close. */
 int rt_stomp_parser_feed(rt_stomp_parser *p, const void *data, size_t len,
                          size_t *consumed, rt_stomp_frame *frame);
 
