@@ -80,9 +80,9 @@ typedef struct rt_grpc_dec {
 void rt_grpc_dec_init(rt_grpc_dec *d, size_t max_msg, const rt_grpc_alloc *a);
 /* Releases the buffers; the decoder may be initialised again. */
 void rt_grpc_dec_free(rt_grpc_dec *d);
-/* The stream's grpc-encoding (RT_GRPC_ENC_NONE if there was none). inflate = 0 hands
+/* The stream's grpc-encoding (RT_GRPC_ENC_NONE if there was none). inflate_on = 0 hands
  * compressed payloads out as they came, for the caller to rt_grpc_decompress. */
-void rt_grpc_dec_set_encoding(rt_grpc_dec *d, rt_grpc_enc enc, int inflate);
+void rt_grpc_dec_set_encoding(rt_grpc_dec *d, rt_grpc_enc enc, int inflate_on);
 /* Returns RT_GRPC_MSG with *msg filled, RT_GRPC_NEED_MORE once all len bytes are taken,
  * or an error. *used says how many bytes of data were taken in every case. */
 int rt_grpc_dec_feed(rt_grpc_dec *d, const uint8_t *data, size_t len, size_t *used,

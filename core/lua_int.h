@@ -22,6 +22,11 @@ struct rt_lua {
   int dispatch_ref;        /* the rt._dispatch table */
   uint64_t current_owner;  /* the connection the running coroutine serves */
   rt_timer *timers;        /* every live timer, so free can stop them */
+  /* Coroutines that finished cleanly, ready for the next event: creating a thread per
+   * WebSocket message costs an allocation and GC work; reuse costs a registry slot. */
+  lua_State *pool[64];
+  int pool_refs[64];
+  int npool;
 };
 
 rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen);
@@ -63,6 +68,9 @@ void rt_lua_open_http(lua_State *L, rt_server *srv);
 void rt_lua_open_topic(lua_State *L, rt_server *srv);
 void rt_lua_open_timer(lua_State *L, rt_server *srv);
 void rt_lua_open_log(lua_State *L, rt_server *srv);
+void rt_lua_open_grpc(lua_State *L, rt_server *srv);
+void rt_lua_open_grpc_client(lua_State *L, rt_server *srv);
+void rt_lua_open_stomp(lua_State *L, rt_server *srv);
 void rt_lua_timers_free(rt_lua *lx);
 
 #endif

@@ -73,6 +73,9 @@ rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen) {
   rt_lua_open_topic(L, srv);
   rt_lua_open_timer(L, srv);
   rt_lua_open_log(L, srv);
+  rt_lua_open_grpc(L, srv);
+  rt_lua_open_grpc_client(L, srv);
+  rt_lua_open_stomp(L, srv);
   lua_setfield(L, -2, "rt.core");
   lua_pop(L, 2);
 
@@ -116,7 +119,16 @@ int rt_lua_load_app(rt_lua *lx, const char *path, char *err, size_t errlen) {
 
 lua_State *rt_lua_prepare(rt_lua *lx, const char *name) {
   lua_State *L = lx->L;
-  lua_State *co = lua_newthread(L);  /* stays on L's stack until rt_lua_start pops it */
+  lua_State *co;
+  /* The thread stays on L's stack (anchored) until rt_lua_start takes it off. */
+  if (lx->npool) {
+    lx->npool--;
+    co = lx->pool[lx->npool];
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lx->pool_refs[lx->npool]);
+    luaL_unref(L, LUA_REGISTRYINDEX, lx->pool_refs[lx->npool]);
+  } else {
+    co = lua_newthread(L);
+  }
   lua_rawgeti(co, LUA_REGISTRYINDEX, lx->dispatch_ref);
   lua_getfield(co, -1, name);
   lua_remove(co, -2);
@@ -134,17 +146,28 @@ static void report_error(rt_lua *lx, lua_State *co, uint64_t owner) {
   if (c && c->proto->on_script_error) c->proto->on_script_error(c);
 }
 
-void rt_lua_resume(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
+static int run(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
   uint64_t saved = lx->current_owner;
   lx->current_owner = owner;
   int st = lua_resume(co, nargs);
   lx->current_owner = saved;
   if (st != 0 && st != LUA_YIELD) report_error(lx, co, owner);
-  /* On yield, whoever yielded holds a reference to co (see lua_timer.c). */
+  /* On yield, whoever yielded holds a reference to co (see rt_lua_park). */
+  return st;
+}
+
+void rt_lua_resume(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
+  run(lx, co, nargs, owner);
 }
 
 void rt_lua_start(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
-  rt_lua_resume(lx, co, nargs, owner);
+  int st = run(lx, co, nargs, owner);
+  if (st == 0 && lx->npool < (int)(sizeof lx->pool / sizeof lx->pool[0])) {
+    lua_settop(co, 0);
+    lx->pool[lx->npool] = co;
+    lx->pool_refs[lx->npool++] = luaL_ref(lx->L, LUA_REGISTRYINDEX);  /* pops the thread */
+    return;
+  }
   lua_pop(lx->L, 1);  /* the thread rt_lua_prepare left on L */
 }
 

@@ -660,6 +660,14 @@ static void test_encode_msg(void **state) {
                                             err, sizeof err), 0);
   assert_int_equal(len, 5);
   assert_int_equal(out[0], 0);
+  /* a compression failure other than "did not shrink" is reported, not sent plain */
+  assert_int_equal(rt_grpc_frame_encode_msg(RT_GRPC_ENC_GZIP, 10, text, n, out, cap, &len,
+                                            NULL, err, sizeof err), RT_GRPC_EINVAL);
+  counting c = { .fail_at = 1 };
+  rt_grpc_alloc a = { counting_fn, &c };
+  assert_int_equal(rt_grpc_frame_encode_msg(RT_GRPC_ENC_GZIP, -1, text, n, out, cap, &len,
+                                            &a, err, sizeof err), RT_GRPC_ENOMEM);
+  assert_int_equal(c.live, 0);
   free(text);
   free(rnd);
   free(out);

@@ -207,6 +207,12 @@ static void test_pct_lenient(void **state) {
   check_pct_decode("%c3%a9", "\xc3\xa9"); /* lower-case hex is accepted */
   check_pct_decode("100%25 sure %zz", "100% sure %zz");
   check_pct_decode("%41%4", "A%4");
+  /* the length is what counts, not a NUL: "%41" cut to 2 bytes is "%4" */
+  uint8_t out[4];
+  assert_int_equal(rt_grpc_pct_decode("%41", 2, out), 2);
+  assert_memory_equal(out, "%4", 2);
+  assert_int_equal(rt_grpc_pct_decode("x%41", 3, out), 3);
+  assert_memory_equal(out, "x%4", 3);
 }
 
 /* ---- base64 ---------------------------------------------------------------------------- */
