@@ -30,6 +30,8 @@ static void on_change(struct ev_loop *loop, ev_stat *w, int revents) {
 
 static void stop_all(rt_reload *r) {
   for (int i = 0; i < r->n; i++) {
+    /* Each was ev_unref'd when started: give the reference back before stopping it. */
+    ev_ref(r->srv->loop);
     ev_stat_stop(r->srv->loop, &r->stats[i]);
     free(r->paths[i]);
   }
@@ -70,7 +72,6 @@ void rt_reload_watch(rt_server *srv, const char *const *files, int n) {
 void rt_reload_free(rt_server *srv) {
   rt_reload *r = srv->reload;
   if (!r) return;
-  for (int i = 0; i < r->n; i++) ev_ref(srv->loop);
   stop_all(r);
   ev_timer_stop(srv->loop, &r->debounce);
   free(r);
