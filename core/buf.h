@@ -19,8 +19,9 @@ typedef struct rt_buf {
 int rt_buf_reserve(rt_buf *b, size_t extra);  /* room for extra bytes after the end */
 int rt_buf_append(rt_buf *b, const void *p, size_t n);
 int rt_buf_appendf(rt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static inline uint8_t *rt_buf_start(const rt_buf *b) { return b->data + b->off; }
-static inline uint8_t *rt_buf_end(const rt_buf *b) { return b->data + b->off + b->len; }
+/* An empty buffer may have no memory at all: never offset a NULL pointer. */
+static inline uint8_t *rt_buf_start(const rt_buf *b) { return b->data ? b->data + b->off : b->data; }
+static inline uint8_t *rt_buf_end(const rt_buf *b) { return b->data ? b->data + b->off + b->len : b->data; }
 void rt_buf_consume(rt_buf *b, size_t n);
 void rt_buf_free(rt_buf *b);  /* frees the memory; the buffer is empty and reusable */
 

@@ -243,6 +243,10 @@ void rt_conn_close_after_write(rt_conn *c) {
   if (c->closing) return;
   c->close_after_write = 1;
   c->last_active = ev_now(c->srv->loop);
+  /* The grace is checked on the tick, which may be far apart: tick often enough now. */
+  ev_timer_stop(c->srv->loop, &c->tick);
+  ev_timer_set(&c->tick, CLOSE_GRACE / 10, CLOSE_GRACE / 10);
+  ev_timer_start(c->srv->loop, &c->tick);
   if (rt_outq_count(&c->out) == 0) rt_conn_close(c);
   else schedule_flush(c);
 }

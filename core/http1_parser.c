@@ -52,6 +52,7 @@ static int on_url(http_parser *hp, const char *at, size_t n) {
 static int on_header_field(http_parser *hp, const char *at, size_t n) {
   rt_http1_parser *p = self(hp);
   if (count(p, n) < 0) return -1;
+  if (memchr(at, ' ', n) || memchr(at, '\t', n)) return fail(p, 400, "whitespace in a header name");
   /* A new name starts after the target or after the previous value. */
   if (p->nheaders == 0 || p->in_value) {
     if (terminate(p) < 0) return -1;
@@ -193,6 +194,7 @@ void rt_http1_parser_free(rt_http1_parser *p) {
 
 size_t rt_http1_parser_feed(rt_http1_parser *p, const uint8_t *data, size_t len) {
   if (p->error_status || p->complete) return 0;
+  if (!p->first_byte && len) p->first_byte = data[0];
   size_t n = http_parser_execute(&p->hp, &p->settings, (const char *)data, len);
   enum http_errno e = HTTP_PARSER_ERRNO(&p->hp);
   if (e == HPE_PAUSED) {
@@ -202,7 +204,10 @@ size_t rt_http1_parser_feed(rt_http1_parser *p, const uint8_t *data, size_t len)
   }
   if (e != HPE_OK && !p->error_status) {
     if (e == HPE_HEADER_OVERFLOW) fail(p, 431, "request header fields too large");
-    else if (e == HPE_INVALID_METHOD) fail(p, 501, "method not implemented");
+    /* An unknown but well-formed method is 501; bytes that are no method at all (a TLS
+     * hello on the wrong port) are a bad request. */
+    else if (e == HPE_INVALID_METHOD && p->first_byte >= 'A' && p->first_byte <= 'Z')
+      fail(p, 501, "method not implemented");
     else fail(p, 400, http_errno_description(e));
   } else if (e != HPE_OK && p->error_status == 0) {
     fail(p, 400, "bad request");
@@ -217,6 +222,7 @@ size_t rt_http1_parser_feed(rt_http1_parser *p, const uint8_t *data, size_t len)
 
 void rt_http1_parser_next(rt_http1_parser *p) {
   p->complete = 0;
+  p->first_byte = 0;
   http_parser_pause(&p->hp, 0);
   if (p->body.cap > 65536) rt_buf_free(&p->body);
   /* Keep-alive connections that sit idle should not hold the big buffers. */

@@ -44,6 +44,7 @@ typedef struct rt_http1_parser {
   int in_value;
   rt_buf body;
   int complete;
+  int first_byte;      /* of the current request: tells 501 from 400 */
   int error_status;
   const char *error;
   rt_http_req req;

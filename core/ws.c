@@ -113,6 +113,17 @@ static void on_read(rt_conn *c) {
     return;
   }
   if (rc != 0) {
+    /* A frame-level protocol error (wslay_frame_recv): tell the peer before going. */
+    if (rc == WSLAY_ERR_CALLBACK_FAILURE && !w->close_started) {
+      rt_chunk *f = rt_ws_close_frame(WSLAY_CODE_PROTOCOL_ERROR, "protocol error");
+      w->close_started = 1;
+      if (f) {
+        rt_conn_write_chunk(c, f);
+        rt_chunk_unref(f);
+      }
+      rt_conn_close_after_write(c);
+      return;
+    }
     rt_conn_close(c);
     return;
   }
@@ -207,14 +218,14 @@ static int refuse(rt_conn *c, int status, const char *why, const char *extra_nam
 }
 
 static void pick_protocol(const rt_http_req *req, const rt_ws_opts *o, char *out, size_t outlen) {
-  const char *offered = rt_http_req_header(req, "sec-websocket-protocol");
   out[0] = 0;
-  if (!offered) return;
   for (int i = 0; i < o->nprotocols; i++)
-    if (header_has_token(offered, o->protocols[i])) {
-      snprintf(out, outlen, "%s", o->protocols[i]);
-      return;
-    }
+    for (int h = 0; h < req->nheaders; h++)
+      if (strcmp(req->headers[h].name, "sec-websocket-protocol") == 0 &&
+          header_has_token(req->headers[h].value, o->protocols[i])) {
+        snprintf(out, outlen, "%s", o->protocols[i]);
+        return;
+      }
 }
 
 int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *protocol,

@@ -107,8 +107,8 @@ function WS:unsubscribe(topic) return rt.topic(topic):unsubscribe(self) end
 
 -- rt.websocket(path, { open=, message=, close=, protocols=, origins=, max_message= })
 function rt.websocket(path, handlers)
-  assert(type(path) == "string" and path:sub(1, 1) == "/", "rt.websocket: path must start with /")
-  assert(type(handlers) == "table", "rt.websocket: handlers must be a table")
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("rt.websocket: path must start with /", 2) end
+  if type(handlers) ~= "table" then error("rt.websocket: handlers must be a table", 2) end
   local app = registering()
   app.ws[#app.ws + 1] = { path = path, parts = compile_pattern(path), handlers = handlers }
 end
@@ -134,7 +134,7 @@ local Topic = {}
 Topic.__index = Topic
 
 function rt.topic(name)
-  assert(type(name) == "string" and name ~= "", "rt.topic: name must be a non-empty string")
+  if not (type(name) == "string" and name ~= "") then error("rt.topic: name must be a non-empty string", 2) end
   return setmetatable({ name = name }, Topic)
 end
 
@@ -156,8 +156,9 @@ function rt.publish(name, data, binary) return rt.topic(name):publish(data, bina
 ---------------------------------------------------------------------------------------
 -- Timers
 
-local function check_handler(fn, what)
-  assert(type(fn) == "function", what .. ": expected a function")
+-- level: how far up the caller's code is (errors name the app's file:line, not ours).
+local function check_handler(fn, what, level)
+  if type(fn) ~= "function" then error(what .. ": expected a function", (level or 2) + 1) end
 end
 
 -- Timers started while a script loads belong to that version of the app: a reload
@@ -174,7 +175,7 @@ end
 
 function rt.every(seconds, fn)
   check_handler(fn, "rt.every")
-  assert(seconds > 0, "rt.every: interval must be positive")
+  if type(seconds) ~= "number" or seconds <= 0 then error("rt.every: interval must be a positive number", 2) end
   return own_timer(core.timer(seconds, seconds, fn))
 end
 
@@ -205,8 +206,8 @@ Request.__index = function(req, k)
 end
 
 local function add_route(method, pattern, fn)
-  assert(type(pattern) == "string" and pattern:sub(1, 1) == "/", "rt.http: path must start with /")
-  check_handler(fn, "rt.http." .. method:lower())
+  if not (type(pattern) == "string" and pattern:sub(1, 1) == "/") then error("rt.http: path must start with /", 3) end
+  check_handler(fn, "rt.http." .. method:lower(), 3)
   local app = registering()
   app.http[#app.http + 1] = { method = method, parts = compile_pattern(pattern), fn = fn, pattern = pattern }
 end
@@ -220,7 +221,7 @@ function rt.http.route(method, pattern, fn) add_route(method:upper(), pattern, f
 -- rt.static(url_prefix, folder): folder is relative to the app script's folder.
 function rt.static(prefix, folder)
   local app = registering()
-  assert(type(prefix) == "string" and prefix:sub(1, 1) == "/", "rt.static: prefix must start with /")
+  if not (type(prefix) == "string" and prefix:sub(1, 1) == "/") then error("rt.static: prefix must start with /", 2) end
   if folder:sub(1, 1) ~= "/" then folder = app.dir .. "/" .. folder end
   prefix = prefix:gsub("/+$", "")
   app.static[#app.static + 1] = { prefix = prefix, dir = folder }
