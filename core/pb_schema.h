@@ -114,6 +114,7 @@ typedef struct rt_pb_msg {
   const char *const *oneof_names;
   const char *file;
   bool map_entry;
+  bool has_required;              /* proto2 required fields to check on encode */
   bool keeps_unknown;             /* no field is called "_unknown" */
 } rt_pb_msg;
 

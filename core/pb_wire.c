@@ -1,4 +1,5 @@
 #include "pb_wire.h"
+#include "pb_schema.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,10 +11,23 @@
 struct rt_pb_blk {
   rt_pb_blk *next;
   size_t cap, used;
+  int external;  /* lent by the caller: never freed */
   _Alignas(16) unsigned char data[];
 };
 
 #define BLK_MIN 8192
+
+void rt_pb_arena_init_buf(rt_pb_arena *a, void *buf, size_t len) {
+  uintptr_t p = ((uintptr_t)buf + 15) & ~(uintptr_t)15;
+  size_t skip = p - (uintptr_t)buf;
+  if (len < skip + sizeof(rt_pb_blk) + 64) return;
+  rt_pb_blk *b = (rt_pb_blk *)p;
+  b->next = a->head;
+  b->cap = len - skip - sizeof(rt_pb_blk);
+  b->used = 0;
+  b->external = 1;
+  a->head = b;
+}
 
 void *rt_pb_arena_alloc(rt_pb_arena *a, size_t n) {
   n = (n + 15) & ~(size_t)15;
@@ -27,6 +41,7 @@ void *rt_pb_arena_alloc(rt_pb_arena *a, size_t n) {
     if (!b) return NULL;
     b->cap = cap;
     b->used = 0;
+    b->external = 0;
     b->next = a->head;
     a->head = b;
     a->total += cap;
@@ -64,8 +79,10 @@ void rt_pb_arena_reset(rt_pb_arena *a, rt_pb_arena_mark m) {
   while (a->head && a->head != m.blk) {
     rt_pb_blk *b = a->head;
     a->head = b->next;
-    a->total -= b->cap;
-    free(b);
+    if (!b->external) {
+      a->total -= b->cap;
+      free(b);
+    }
   }
   if (a->head) a->head->used = m.used;
 }
@@ -158,22 +175,60 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
   return -1;
 }
 
+static int natural_wire_type(ProtobufCType t) {
+  switch (t) {
+    case PROTOBUF_C_TYPE_SFIXED64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
+      return PROTOBUF_C_WIRE_TYPE_64BIT;
+    case PROTOBUF_C_TYPE_SFIXED32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_FLOAT:
+      return PROTOBUF_C_WIRE_TYPE_32BIT;
+    case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_BYTES: case PROTOBUF_C_TYPE_MESSAGE:
+      return PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    default:
+      return PROTOBUF_C_WIRE_TYPE_VARINT;
+  }
+}
+
+/* protobuf-c fails the whole message on a mismatch; saying which field is kinder. Repeated
+ * scalars come packed (length-delimited) or not, whatever the schema prefers. */
+static int wire_type_fits(const ProtobufCFieldDescriptor *fd, int wt) {
+  int nat = natural_wire_type(fd->type);
+  return wt == nat || (fd->label == PROTOBUF_C_LABEL_REPEATED &&
+                       wt == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+}
+
+static const char *type_name(const ProtobufCMessageDescriptor *d,
+                             const ProtobufCFieldDescriptor *fd) {
+  const rt_pb_msg *m = rt_pb_msg_of(d);
+  ProtobufCType t = fd->type;
+  static const char *const names[] = {"int32", "sint32", "sfixed32", "int64", "sint64",
+                                      "sfixed64", "uint32", "fixed32", "uint64", "fixed64",
+                                      "float", "double", "bool", "enum", "string", "bytes",
+                                      "message"};
+  if (m && (m->ext[fd - d->fields].flags & RT_PB_FX_STRING)) return "string";
+  return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
+}
+
 static int check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
                  unsigned depth, unsigned max_depth, char *err, size_t errlen) {
-  if (depth > max_depth)
-    return fail(err, errlen, "%s: messages nested deeper than %u", d->name, max_depth);
+  if (depth > max_depth) {
+    fail(err, errlen, "%s: messages nested deeper than %u", d->name, max_depth);
+    return -2;
+  }
   size_t off = 0;
   while (off < len) {
     wire_field f;
     const char *why = read_field(p + off, len - off, &f);
     if (why) return fail(err, errlen, "%s: %s at offset %zu", d->name, why, off);
-    if (f.wire_type == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) {
-      const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.number);
-      if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+    const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.number);
+    if (fd && !wire_type_fits(fd, f.wire_type))
+      return fail(err, errlen, "%s.%s: wire type %d does not fit a field of type %s", d->name,
+                  fd->name, f.wire_type, type_name(d, fd));
+    if (fd && f.wire_type == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) {
+      if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
         size_t start = off + f.tag_len + f.prefix_len;
-        if (check(fd->descriptor, p + start, f.len - f.tag_len - f.prefix_len, depth + 1,
-                  max_depth, err, errlen) < 0)
-          return -1;
+        int rc = check(fd->descriptor, p + start, f.len - f.tag_len - f.prefix_len, depth + 1,
+                       max_depth, err, errlen);
+        if (rc < 0) return rc;
       }
     }
     off += f.len;
@@ -183,7 +238,7 @@ static int check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t l
 
 int rt_pb_wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
                      unsigned max_depth, char *err, size_t errlen) {
-  return check(d, p, len, 1, max_depth, err, errlen);
+  return check(d, p, len, 0, max_depth, err, errlen);
 }
 
 /* ---- unknown fields ------------------------------------------------------------------- */

@@ -23,6 +23,9 @@ typedef struct rt_pb_arena_mark {
   size_t used;
 } rt_pb_arena_mark;
 
+/* Optional: serve the first allocations from buf (e.g. on the caller's stack); the arena
+ * never frees it. Call on a zeroed arena. */
+void rt_pb_arena_init_buf(rt_pb_arena *a, void *buf, size_t len);
 void *rt_pb_arena_alloc(rt_pb_arena *a, size_t n); /* zeroed, 16-aligned; NULL on failure */
 char *rt_pb_arena_strdup(rt_pb_arena *a, const char *s);
 char *rt_pb_arena_join(rt_pb_arena *a, const char *prefix, char sep, const char *name);
@@ -39,7 +42,8 @@ size_t rt_pb_wire_put_varint(uint8_t *out, uint64_t v);
 /* Checks the tag structure of a message before protobuf-c unpacks it: tags, lengths and
  * wire types well formed (no groups, field numbers 1..2^29-1), and known message fields
  * nested at most max_depth deep. protobuf-c itself recurses without a bound, so a hostile
- * peer could otherwise overflow the stack with a few bytes per level. */
+ * peer could otherwise overflow the stack with a few bytes per level. Returns 0, -1 for
+ * malformed bytes, -2 for nesting over max_depth. */
 int rt_pb_wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
                      unsigned max_depth, char *err, size_t errlen);
 
