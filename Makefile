@@ -139,6 +139,7 @@ install: all
 	install -m 755 $(BUILD)/librtserver.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 core/rtserver.h $(DESTDIR)$(PREFIX)/include/
 	install -m 644 lua/*.lua $(DESTDIR)$(PREFIX)/share/rtserver/lua/
+	cd proto && find grpc -name '*.proto' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/rtserver/proto/{} \;
 	sed -e 's|@PREFIX@|$(PREFIX)|' core/rtserver.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/rtserver.pc
 
 clean:

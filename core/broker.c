@@ -13,12 +13,14 @@ struct rt_topic {
   rt_sub *head;
   size_t count;
   int publishing;     /* a publish loop is walking this topic */
+  int pattern;        /* lives in b->patterns and matches names */
   rt_sub *graveyard;  /* subscribers removed meanwhile */
 };
 
 struct rt_broker {
   rt_server *srv;
   rt_map topics;
+  rt_map patterns;    /* few in practice: every publish tries each */
 };
 
 rt_broker *rt_broker_new(rt_server *srv) {
@@ -27,27 +29,30 @@ rt_broker *rt_broker_new(rt_server *srv) {
   return b;
 }
 
-static void topic_free(rt_topic *t) {
+static void free_graveyard(rt_topic *t) {
   while (t->graveyard) {
     rt_sub *s = t->graveyard;
-    t->graveyard = s->next;
+    t->graveyard = s->grave_next;
     free(s);
   }
+}
+
+static void topic_free(rt_topic *t) {
+  free_graveyard(t);
   free(t->name);
   free(t);
 }
 
 static void topic_maybe_drop(rt_broker *b, rt_topic *t) {
   if (t->head || t->publishing) return;
-  rt_map_remove(&b->topics, t->name);
+  rt_map_remove(t->pattern ? &b->patterns : &b->topics, t->name);
   topic_free(t);
 }
 
-void rt_broker_free(rt_broker *b) {
-  if (!b) return;
+static void free_topics(rt_map *m) {
   const char *k;
   void *v;
-  for (size_t i = 0; rt_map_next(&b->topics, &i, &k, &v);) {
+  for (size_t i = 0; rt_map_next(m, &i, &k, &v);) {
     rt_topic *t = v;
     while (t->head) {
       rt_sub *s = t->head;
@@ -56,18 +61,25 @@ void rt_broker_free(rt_broker *b) {
     }
     topic_free(t);
   }
-  rt_map_free(&b->topics);
+  rt_map_free(m);
+}
+
+void rt_broker_free(rt_broker *b) {
+  if (!b) return;
+  free_topics(&b->topics);
+  free_topics(&b->patterns);
   free(b);
 }
 
 static rt_sub **conn_list(rt_conn *c) { return (rt_sub **)&c->subs; }
 
-rt_sub *rt_broker_subscribe(rt_broker *b, const char *dest, rt_conn *c, rt_deliver_fn deliver,
-                            void *data) {
-  rt_topic *t = rt_map_get(&b->topics, dest);
+static rt_sub *subscribe(rt_broker *b, rt_map *map, int pattern, const char *dest, rt_conn *c,
+                         rt_deliver_fn deliver, void *data) {
+  rt_topic *t = rt_map_get(map, dest);
   if (!t) {
     t = calloc(1, sizeof *t);
-    if (!t || !(t->name = strdup(dest)) || rt_map_put(&b->topics, dest, t) < 0) {
+    if (t) t->pattern = pattern;
+    if (!t || !(t->name = strdup(dest)) || rt_map_put(map, dest, t) < 0) {
       if (t) free(t->name);
       free(t);
       return NULL;
@@ -91,6 +103,43 @@ rt_sub *rt_broker_subscribe(rt_broker *b, const char *dest, rt_conn *c, rt_deliv
   return s;
 }
 
+rt_sub *rt_broker_subscribe(rt_broker *b, const char *dest, rt_conn *c, rt_deliver_fn deliver,
+                            void *data) {
+  return subscribe(b, &b->topics, 0, dest, c, deliver, data);
+}
+
+rt_sub *rt_broker_subscribe_pattern(rt_broker *b, const char *pattern, rt_conn *c,
+                                    rt_deliver_fn deliver, void *data) {
+  return subscribe(b, &b->patterns, 1, pattern, c, deliver, data);
+}
+
+/* Dynamic programming over (pattern token, name prefix), one row at a time: linear in
+ * the name for each token, so no pattern can make matching blow up. */
+int rt_broker_pattern_match(const char *pat, const char *name) {
+  size_t n = strlen(name);
+  if (n > RT_BROKER_MAX_NAME) return 0;
+  unsigned char row[RT_BROKER_MAX_NAME + 1], next[RT_BROKER_MAX_NAME + 1];
+  memset(row, 0, n + 1);
+  row[0] = 1;
+  for (const char *p = pat; *p;) {
+    if (p[0] == '*') {
+      int any = p[1] == '*';
+      p += any ? 2 : 1;
+      next[0] = row[0];
+      for (size_t j = 1; j <= n; j++) {
+        char ch = name[j - 1];
+        next[j] = row[j] || (next[j - 1] && (any || (ch != '/' && ch != '.')));
+      }
+    } else {
+      next[0] = 0;
+      for (size_t j = 1; j <= n; j++) next[j] = row[j - 1] && name[j - 1] == *p;
+      p++;
+    }
+    memcpy(row, next, n + 1);
+  }
+  return row[n];
+}
+
 static void unlink_from_topic(rt_broker *b, rt_sub *s) {
   rt_topic *t = s->topic;
   if (s->prev) s->prev->next = s->next;
@@ -98,9 +147,10 @@ static void unlink_from_topic(rt_broker *b, rt_sub *s) {
   if (s->next) s->next->prev = s->prev;
   t->count--;
   if (t->publishing) {
-    /* The publish loop may hold a pointer to s: free it when the loop is done. */
+    /* The publish loop may hold a pointer to s, or be about to step through it: keep
+     * s->next as it was and free s when the loop is done. */
     s->dead = 1;
-    s->next = t->graveyard;
+    s->grave_next = t->graveyard;
     t->graveyard = s;
   } else {
     free(s);
@@ -133,11 +183,8 @@ void rt_broker_drop_conn(rt_broker *b, rt_conn *c) {
   }
 }
 
-long rt_broker_publish(rt_broker *b, rt_msg *m) {
-  rt_topic *t = rt_map_get(&b->topics, m->destination);
-  if (!t) return 0;
+static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
   long n = 0;
-  t->publishing++;
   for (rt_sub *s = t->head, *next; s; s = next) {
     /* A delivery may close a connection and unlink subscribers; dead ones keep their
      * next pointer valid until the loop ends. */
@@ -148,15 +195,50 @@ long rt_broker_publish(rt_broker *b, rt_msg *m) {
   }
   t->publishing--;
   if (!t->publishing) {
-    while (t->graveyard) {
-      rt_sub *s = t->graveyard;
-      t->graveyard = s->next;
-      free(s);
-    }
+    free_graveyard(t);
     topic_maybe_drop(b, t);
   }
+  return n;
+}
+
+long rt_broker_publish(rt_broker *b, rt_msg *m) {
+  long n = 0;
+  rt_topic *t = rt_map_get(&b->topics, m->destination);
+  /* Matching patterns are collected (and pinned) before any delivery: a delivery may
+   * close connections, which removes topics from the map we would be walking. */
+  rt_topic *fixed[16], **hits = fixed;
+  size_t nhits = 0, cap = 16;
+  if (b->patterns.count) {
+    const char *k;
+    void *v;
+    for (size_t i = 0; rt_map_next(&b->patterns, &i, &k, &v);) {
+      if (!rt_broker_pattern_match(k, m->destination)) continue;
+      if (nhits == cap) {
+        rt_topic **bigger = malloc(cap * 2 * sizeof *bigger);
+        if (!bigger) break;
+        memcpy(bigger, hits, nhits * sizeof *hits);
+        if (hits != fixed) free(hits);
+        hits = bigger;
+        cap *= 2;
+      }
+      hits[nhits++] = v;
+      ((rt_topic *)v)->publishing++;
+    }
+  }
+  if (t) {
+    t->publishing++;
+    n += deliver_topic(b, t, m);
+  }
+  for (size_t i = 0; i < nhits; i++) n += deliver_topic(b, hits[i], m);
+  if (hits != fixed) free(hits);
   b->srv->metrics.deliveries += n;
   return n;
+}
+
+void rt_msg_release(rt_msg *m) {
+  if (m->ws_frame) rt_chunk_unref(m->ws_frame);
+  if (m->stomp_common) rt_chunk_unref(m->stomp_common);
+  m->ws_frame = m->stomp_common = NULL;
 }
 
 size_t rt_broker_count(rt_broker *b, const char *dest) {
@@ -179,6 +261,6 @@ long rt_broker_publish_data(rt_broker *b, const char *dest, const void *data, si
   if (!m.body) return -1;
   long n = rt_broker_publish(b, &m);
   rt_chunk_unref(m.body);
-  rt_chunk_unref(m.ws_frame);
+  rt_msg_release(&m);
   return n;
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -109,6 +110,18 @@ void rt_conn_pause_read(rt_conn *c, int paused) {
   if (!paused && c->in.len && c->proto->on_read) c->proto->on_read(c);
 }
 
+void rt_conn_resume_read_later(rt_conn *c) {
+  if (c->closing) return;
+  if (c->read_paused) {
+    c->read_paused = 0;
+    ev_io_start(c->srv->loop, &c->rio);
+  }
+  if (c->in.len) {
+    c->input_pending = 1;
+    ev_feed_event(c->srv->loop, &c->rio, EV_READ);
+  }
+}
+
 static void schedule_flush(rt_conn *c) {
   if (c->queued_flush) return;
   c->queued_flush = 1;
@@ -155,7 +168,10 @@ static int flush(rt_conn *c) {
       iov[n].iov_base = c->out.v[i].chunk->data + c->out.v[i].off;
       iov[n].iov_len = c->out.v[i].chunk->len - c->out.v[i].off;
     }
-    ssize_t w = writev(c->fd, iov, n);
+    /* MSG_NOSIGNAL: a peer that went away must not kill a host that did not ignore
+     * SIGPIPE (we are a library). */
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
@@ -211,6 +227,13 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
 
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   rt_conn *c = w->data;
+  if (c->input_pending) {
+    c->input_pending = 0;
+    if (c->in.len) {
+      c->proto->on_read(c);
+      return;
+    }
+  }
   if (rt_buf_reserve(&c->in, READ_CHUNK) < 0) {
     rt_conn_close(c);
     return;

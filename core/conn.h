@@ -44,7 +44,7 @@ struct rt_conn {
   void *pstate;
   int busy;                    /* callbacks on the stack; free waits for 0 */
   unsigned closing : 1, close_after_write : 1, read_paused : 1, queued_flush : 1,
-      write_armed : 1, overflowed : 1, freed : 1;
+      write_armed : 1, overflowed : 1, freed : 1, input_pending : 1;
   rt_conn *next_flush;
   rt_conn *next_dead;
   struct rt_sub *subs;         /* broker subscriptions, dropped on close */
@@ -57,6 +57,9 @@ void rt_conn_set_proto(rt_conn *c, const rt_proto *p, int kind, void *state);
 int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk);
 int rt_conn_write(rt_conn *c, const void *p, size_t n);
 void rt_conn_pause_read(rt_conn *c, int paused);
+/* Resumes reading, but hands bytes already buffered to the protocol on the next loop
+ * turn, not now: the caller (an upgrade) is not done setting the connection up. */
+void rt_conn_resume_read_later(rt_conn *c);
 /* Ends the connection now (queued output is dropped). */
 void rt_conn_close(rt_conn *c);
 /* Ends it once the queued output is written, or after a grace period. */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "h2.h"
 #include "metrics.h"
 #include "server_int.h"
 
@@ -19,6 +20,10 @@ typedef struct rt_http1 {
   int handling;   /* a request is with the app and not answered yet */
   int in_read;    /* on_read is on the stack: do not recurse into it */
   int is_head;
+  int sniffed;    /* the first bytes were checked for the HTTP/2 preface */
+  int streaming;  /* a streaming response is open (rt_http1_stream_start) */
+  int stream_chunked, stream_keep_alive;
+  rt_http1_stream_owner owner;
 } rt_http1;
 
 static const rt_proto http1_proto;
@@ -83,7 +88,7 @@ static void finish_request(rt_conn *c, rt_http1 *h, int keep_alive) {
 void rt_http1_respond(rt_conn *c, int status, const char *const *headers, int nheaders,
                       const void *body, size_t len) {
   rt_http1 *h = c->proto == &http1_proto ? c->pstate : NULL;
-  if (!h || !h->handling || c->closing) return;
+  if (!h || !h->handling || h->streaming || c->closing) return;
   /* After a refused upgrade the byte stream is not HTTP we can trust: close. */
   int keep_alive = h->parser.req.keep_alive && !h->parser.req.upgrade && status < 500 &&
                    !c->srv->stopping;
@@ -164,7 +169,78 @@ void rt_http1_send_file(rt_conn *c, const char *root, const char *relpath) {
 
 const rt_http_req *rt_http1_current(rt_conn *c) {
   rt_http1 *h = c->proto == &http1_proto ? c->pstate : NULL;
-  return h && h->handling ? &h->parser.req : NULL;
+  return h && h->handling && !h->streaming ? &h->parser.req : NULL;
+}
+
+int rt_http1_stream_start(rt_conn *c, int status, const char *const *headers, int nheaders,
+                          const rt_http1_stream_owner *owner) {
+  rt_http1 *h = c->proto == &http1_proto ? c->pstate : NULL;
+  if (!h || !h->handling || h->streaming || c->closing) return -1;
+  const rt_http_req *req = &h->parser.req;
+  /* HTTP/1.0 has no chunked encoding: the end of the body is the end of the connection. */
+  h->stream_chunked = req->http_minor >= 1;
+  h->stream_keep_alive = h->stream_chunked && req->keep_alive && !req->upgrade && !c->srv->stopping;
+  rt_buf out = {0};
+  rt_buf_appendf(&out, "HTTP/1.1 %d %s\r\nServer: rtserver\r\n", status, rt_http_status_text(status));
+  for (int i = 0; i < nheaders; i++) {
+    const char *n = headers[2 * i], *v = headers[2 * i + 1];
+    if (strpbrk(n, "\r\n:") || strpbrk(v, "\r\n")) continue;
+    if (strcasecmp(n, "content-length") == 0 || strcasecmp(n, "transfer-encoding") == 0) continue;
+    rt_buf_appendf(&out, "%s: %s\r\n", n, v);
+  }
+  if (h->stream_chunked) rt_buf_appendf(&out, "Transfer-Encoding: chunked\r\n");
+  if (!h->stream_keep_alive) rt_buf_appendf(&out, "Connection: close\r\n");
+  rt_buf_append(&out, "\r\n", 2);
+  h->streaming = 1;
+  if (owner) h->owner = *owner;
+  else memset(&h->owner, 0, sizeof h->owner);
+  int rc = rt_conn_write(c, rt_buf_start(&out), out.len);
+  rt_buf_free(&out);
+  /* Read on while streaming, so a client that leaves is noticed (EOF). Inside on_read the
+   * loop there turns reads back on as it returns. */
+  if (!h->in_read && !c->closing) rt_conn_pause_read(c, 0);
+  return rc < 0 || c->closing ? -1 : 0;
+}
+
+int rt_http1_stream_write(rt_conn *c, rt_chunk *const *chunks, int n) {
+  rt_http1 *h = c->proto == &http1_proto ? c->pstate : NULL;
+  if (!h || !h->streaming || c->closing) return -1;
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += chunks[i]->len;
+  /* A zero-length chunk would end the body. */
+  if (total == 0 || h->is_head) return 0;
+  if (h->stream_chunked) {
+    char size[24];
+    int sl = snprintf(size, sizeof size, "%zx\r\n", total);
+    if (rt_conn_write(c, size, (size_t)sl) < 0) return -1;
+  }
+  for (int i = 0; i < n; i++)
+    if (chunks[i]->len && rt_conn_write_chunk(c, chunks[i]) < 0) return -1;
+  if (h->stream_chunked && rt_conn_write(c, "\r\n", 2) < 0) return -1;
+  return c->closing ? -1 : 0;
+}
+
+int rt_http1_stream_write_data(rt_conn *c, const void *p, size_t n) {
+  if (n == 0) return rt_http1_streaming(c) ? 0 : -1;
+  rt_chunk *ch = rt_chunk_copy(p, n);
+  if (!ch) return -1;
+  int rc = rt_http1_stream_write(c, &ch, 1);
+  rt_chunk_unref(ch);
+  return rc;
+}
+
+void rt_http1_stream_end(rt_conn *c) {
+  rt_http1 *h = c->proto == &http1_proto ? c->pstate : NULL;
+  if (!h || !h->streaming || c->closing) return;
+  h->streaming = 0;
+  memset(&h->owner, 0, sizeof h->owner);
+  if (h->stream_chunked && !h->is_head) rt_conn_write(c, "0\r\n\r\n", 5);
+  if (!c->closing) finish_request(c, h, h->stream_keep_alive);
+}
+
+int rt_http1_streaming(const rt_conn *c) {
+  const rt_http1 *h = c->proto == &http1_proto ? c->pstate : NULL;
+  return h && h->streaming && !c->closing;
 }
 
 /* The metrics endpoint answers in C: it must work even when the app is broken. */
@@ -181,6 +257,27 @@ static int serve_metrics(rt_conn *c, const rt_http_req *req) {
 
 static void on_read(rt_conn *c) {
   rt_http1 *h = c->pstate;
+  if (h->streaming) {
+    /* A stream is being answered: what comes meanwhile waits, within the header bound. */
+    if (c->in.len > c->srv->cfg.max_header_bytes) {
+      rt_info(&c->srv->log, "%s: %zu bytes sent during a streaming response; closing", c->peer, c->in.len);
+      rt_conn_close(c);
+    }
+    return;
+  }
+  if (!h->sniffed) {
+    /* gRPC clients speak HTTP/2 with prior knowledge: the connection opens with the
+     * preface instead of a request. Wait for all 24 bytes unless they already differ. */
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    size_t n = c->in.len < sizeof preface - 1 ? c->in.len : sizeof preface - 1;
+    if (memcmp(rt_buf_start(&c->in), preface, n) == 0) {
+      if (n < sizeof preface - 1) return;
+      rt_http1_detach(c);
+      rt_h2_start(c);
+      return;
+    }
+    h->sniffed = 1;
+  }
   h->in_read = 1;
   while (c->in.len && !h->handling && !c->closing) {
     size_t n = rt_http1_parser_feed(&h->parser, rt_buf_start(&c->in), c->in.len);
@@ -203,7 +300,7 @@ static void on_read(rt_conn *c) {
     if (c->closing || c->proto != &http1_proto) return;
   }
   h->in_read = 0;
-  if (!h->handling && !c->closing) rt_conn_pause_read(c, 0);
+  if ((!h->handling || h->streaming) && !c->closing) rt_conn_pause_read(c, 0);
 }
 
 static void on_tick(rt_conn *c, double idle) {
@@ -214,6 +311,12 @@ static void on_tick(rt_conn *c, double idle) {
 
 static void on_shutdown(rt_conn *c) {
   rt_http1 *h = c->pstate;
+  if (h->streaming) {
+    h->stream_keep_alive = 0;
+    if (h->owner.on_shutdown) h->owner.on_shutdown(c, h->owner.data);
+    else rt_http1_stream_end(c);
+    return;
+  }
   /* A request in progress gets its answer (with Connection: close); idle ones go now. */
   if (!h->handling) rt_conn_close(c);
 }
@@ -228,7 +331,16 @@ static void free_state(rt_http1 *h) {
   free(h);
 }
 
-static void on_close(rt_conn *c) { free_state(c->pstate); }
+static void on_close(rt_conn *c) {
+  rt_http1 *h = c->pstate;
+  if (h->streaming && h->owner.on_close) {
+    rt_http1_stream_owner o = h->owner;
+    h->streaming = 0;
+    memset(&h->owner, 0, sizeof h->owner);
+    o.on_close(c, o.data);
+  }
+  free_state(h);
+}
 
 static const rt_proto http1_proto = {
     .name = "http1",

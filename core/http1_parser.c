@@ -30,6 +30,11 @@ static int append(rt_http1_parser *p, const char *at, size_t n, int lower) {
 }
 
 static int terminate(rt_http1_parser *p) {
+  /* RFC 9112 5: a value's trailing whitespace is not part of it. */
+  if (p->in_value)
+    while (p->strings.len > p->value_off[p->nheaders - 1] &&
+           (rt_buf_end(&p->strings)[-1] == ' ' || rt_buf_end(&p->strings)[-1] == '\t'))
+      p->strings.len--;
   return rt_buf_append(&p->strings, "", 1) < 0 ? fail(p, 500, "out of memory") : 0;
 }
 
@@ -41,6 +46,7 @@ static int on_message_begin(http_parser *hp) {
   p->in_value = 0;
   p->header_bytes = 0;
   p->body.len = p->body.off = 0;
+  p->headers_done = 0;
   return 0;
 }
 
@@ -52,6 +58,9 @@ static int on_url(http_parser *hp, const char *at, size_t n) {
 static int on_header_field(http_parser *hp, const char *at, size_t n) {
   rt_http1_parser *p = self(hp);
   if (count(p, n) < 0) return -1;
+  /* Trailers of a chunked body are counted against the limit but not kept: no app
+   * here needs them, and merging them into the headers is not allowed (RFC 9110 6.5.1). */
+  if (p->headers_done) return 0;
   if (memchr(at, ' ', n) || memchr(at, '\t', n)) return fail(p, 400, "whitespace in a header name");
   /* A new name starts after the target or after the previous value. */
   if (p->nheaders == 0 || p->in_value) {
@@ -68,6 +77,7 @@ static int on_header_field(http_parser *hp, const char *at, size_t n) {
 static int on_header_value(http_parser *hp, const char *at, size_t n) {
   rt_http1_parser *p = self(hp);
   if (count(p, n) < 0) return -1;
+  if (p->headers_done) return 0;
   if (!p->in_value) {
     if (terminate(p) < 0) return -1;
     p->value_off[p->nheaders - 1] = p->strings.len;
@@ -127,6 +137,7 @@ static int split_target(rt_http1_parser *p) {
 static int on_headers_complete(http_parser *hp) {
   rt_http1_parser *p = self(hp);
   if (terminate(p) < 0) return -1;
+  p->headers_done = 1;
   if (p->nheaders && !p->in_value) {
     /* a name without a value: store an empty value */
     p->value_off[p->nheaders - 1] = p->strings.len - 1;

@@ -42,6 +42,7 @@ typedef struct rt_http1_parser {
   size_t name_off[RT_HTTP_MAX_HEADERS], value_off[RT_HTTP_MAX_HEADERS];
   int nheaders;
   int in_value;
+  int headers_done;    /* what follows are trailers */
   rt_buf body;
   int complete;
   int first_byte;      /* of the current request: tells 501 from 400 */

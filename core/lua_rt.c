@@ -73,6 +73,9 @@ rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen) {
   rt_lua_open_topic(L, srv);
   rt_lua_open_timer(L, srv);
   rt_lua_open_log(L, srv);
+  rt_lua_open_grpc(L, srv);
+  rt_lua_open_grpc_client(L, srv);
+  rt_lua_open_stomp(L, srv);
   lua_setfield(L, -2, "rt.core");
   lua_pop(L, 2);
 

@@ -30,7 +30,8 @@ static rt_map_entry *find(const rt_map *m, const char *key, int for_insert) {
 }
 
 static int grow(rt_map *m) {
-  size_t cap = m->cap ? m->cap * 2 : 16;
+  /* Mostly tombstones (topics come and go): rehash at the same size instead. */
+  size_t cap = !m->cap ? 16 : m->tombs > m->count ? m->cap : m->cap * 2;
   rt_map_entry *old = m->slots;
   size_t oldcap = m->cap;
   m->slots = calloc(cap, sizeof *m->slots);

@@ -5,6 +5,7 @@
 enum { S_ACCEPT = 0, S_REJECT = 1, S_TAIL1, S_TAIL2, S_TAIL3, S_E0, S_ED, S_F0, S_F4 };
 
 uint32_t rt_utf8_feed(uint32_t state, const uint8_t *p, size_t n) {
+  if (n == 0) return state;
   for (size_t i = 0; i < n && state != S_REJECT; i++) {
     uint8_t b = p[i];
     switch (state) {
@@ -33,6 +34,7 @@ uint32_t rt_utf8_feed(uint32_t state, const uint8_t *p, size_t n) {
 }
 
 int rt_utf8_valid(const uint8_t *p, size_t n) {
+  if (n == 0) return 1;
   /* ASCII runs are the common case: skip them eight bytes at a time. */
   size_t i = 0;
   while (i + 8 <= n) {

@@ -277,7 +277,9 @@ int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *
   rt_http1_detach(c);
   rt_conn_set_proto(c, &ws_proto, RT_PROTO_WS, w);
   rt_conn_write(c, resp, (size_t)n);
-  rt_conn_pause_read(c, 0);
+  /* A client may send its first frame with the upgrade: it waits until the app's open
+   * handler has run (the caller is still setting up). */
+  rt_conn_resume_read_later(c);
   return 0;
 }
 
@@ -329,7 +331,10 @@ void rt_ws_close(rt_conn *c, int code, const char *reason) {
   w->close_started = 1;
   w->close_at = ev_now(c->srv->loop);
   size_t rl = reason ? strlen(reason) : 0;
-  if (rl > 123) rl = 123;
+  if (rl > 123) {
+    rl = 123;
+    while (rl && ((unsigned char)reason[rl] & 0xc0) == 0x80) rl--;  /* whole characters */
+  }
   wslay_event_queue_close(w->ctx, (uint16_t)code, (const uint8_t *)reason, rl);
   if (!w->in_recv) settle(c, w);
 }

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <ctype.h>
 #include <string.h>
 
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -9,6 +10,9 @@ static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 int rt_ws_key_valid(const char *key) {
   /* 16 bytes encode to 22 characters and "==". */
   if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=') return 0;
+  /* EVP_DecodeBlock takes '=' anywhere: check the alphabet ourselves. */
+  for (int i = 0; i < 22; i++)
+    if (!isalnum((unsigned char)key[i]) && key[i] != '+' && key[i] != '/') return 0;
   unsigned char raw[24];
   int n = EVP_DecodeBlock(raw, (const unsigned char *)key, 24);
   return n == 18;  /* EVP_DecodeBlock counts the padding as zero bytes */
@@ -56,7 +60,11 @@ rt_chunk *rt_ws_frame_build(int opcode, const void *payload, size_t len) {
 rt_chunk *rt_ws_close_frame(int code, const char *reason) {
   uint8_t body[125];
   size_t rl = reason ? strlen(reason) : 0;
-  if (rl > sizeof body - 2) rl = sizeof body - 2;
+  if (rl > sizeof body - 2) {
+    rl = sizeof body - 2;
+    /* Never cut inside a UTF-8 character: the peer would fail us with 1007. */
+    while (rl && ((unsigned char)reason[rl] & 0xc0) == 0x80) rl--;
+  }
   body[0] = (uint8_t)(code >> 8);
   body[1] = (uint8_t)code;
   if (rl) memcpy(body + 2, reason, rl);

@@ -1,0 +1,89 @@
+-- Order status pushed live over STOMP, and the seed tutorial's STOMP chat.
+--
+--   rtserver apps/order_push.lua      then open http://127.0.0.1:8080/
+--
+--   curl -X POST localhost:8080/orders -d '{"item":"book"}'            -> {"id":1,...}
+--   curl -X PUT  localhost:8080/orders/1/status -d '{"status":"shipped"}'
+--
+-- Every change goes as JSON to /topic/order/<id>; the page (apps/order/index.html) watches
+-- it with @stomp/stompjs over WebSocket (/ws). STOMP over TCP listens on 61613 too
+-- (RT_STOMP_TCP_PORT overrides; 0 picks a free port, "off" disables it).
+local rt = require "rt"
+
+local tcp = os.getenv("RT_STOMP_TCP_PORT") or "61613"
+
+local stomp = rt.stomp {
+  endpoint = "/ws",
+  tcp_port = tcp ~= "off" and tonumber(tcp) or nil,
+  app = "/app",
+  broker = { "/topic", "/queue" },
+}
+
+-- Orders outlive a reload (rt.state), not a restart: this is a demo, not a database.
+local orders = rt.state.orders or {}
+rt.state.orders = orders
+rt.state.next_id = rt.state.next_id or 1
+
+local STATUSES = { created = true, paid = true, packed = true, shipped = true,
+                   delivered = true, cancelled = true }
+
+local function push(order)
+  -- Every STOMP subscriber of the order's topic (and raw WebSocket ones) gets it.
+  stomp:send("/topic/order/" .. order.id, order)
+end
+
+local function find(req)
+  local order = orders[tonumber(req.params.id)]
+  if not order then rt.http_error(404, "no order " .. req.params.id) end
+  return order
+end
+
+rt.http.post("/orders", function(req)
+  local body = req.body ~= "" and req.json or {}
+  if type(body) ~= "table" then rt.http_error(400, "expected a JSON object") end
+  local item = body.item or "something"
+  if type(item) ~= "string" or #item > 200 then rt.http_error(400, "item must be a short string") end
+  local id = rt.state.next_id
+  rt.state.next_id = id + 1
+  local order = { id = id, item = item, status = "created", updated = rt.now() }
+  orders[id] = order
+  push(order)
+  return 201, order
+end)
+
+rt.http.get("/orders", function()
+  local list = {}
+  for _, o in pairs(orders) do list[#list + 1] = o end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return list
+end)
+
+rt.http.get("/orders/:id", function(req) return find(req) end)
+
+rt.http.put("/orders/:id/status", function(req)
+  local order = find(req)
+  local status = type(req.json) == "table" and req.json.status
+  if not STATUSES[status] then
+    rt.http_error(400, "status must be one of created, paid, packed, shipped, delivered, cancelled")
+  end
+  order.status = status
+  order.updated = rt.now()
+  push(order)
+  return order
+end)
+
+-- The seed chat: SEND /app/chat {user, content} -> everyone on /topic/messages.
+stomp:on("/chat", function(msg)
+  local m = msg.json
+  if type(m) ~= "table" or type(m.user) ~= "string" or type(m.content) ~= "string" then
+    rt.stomp_error("bad chat message", "Send JSON like {\"user\": \"ann\", \"content\": \"hi\"}.")
+  end
+  return "/topic/messages", { user = m.user, content = m.content }
+end)
+
+-- Where the STOMP TCP port ended up (useful with RT_STOMP_TCP_PORT=0).
+rt.http.get("/stomp", function()
+  return { websocket = "/ws", tcp_port = stomp:tcp_port() or rt.json.null }
+end)
+
+rt.static("/", "order")
