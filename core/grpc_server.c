@@ -1,4 +1,5 @@
 #include "grpc_server.h"
+#include "metrics.h"
 
 #include <ctype.h>
 #include <ev.h>
@@ -280,10 +281,22 @@ static void kick(rt_grpc_srv_call *call) {
 
 /* ---- ending a call -------------------------------------------------------------------- */
 
+/* rtserver_grpc_calls_total{method,code}. Only methods the app serves get their own label:
+ * the path comes from the peer and must not grow the metrics without bound. */
+static void count_call(rt_grpc_srv_call *call, int status) {
+  char labels[320];
+  const char *method = call->bound && call->path && strlen(call->path) < 200 ? call->path : "unknown";
+  snprintf(labels, sizeof labels, "method=\"%s\",code=\"%s\"", method, rt_grpc_status_name(status));
+  rt_metrics_add(call->srv, "rtserver_grpc_calls_total", labels, 1);
+  call->srv->metrics.msgs_in += call->nin;
+  call->srv->metrics.msgs_out += call->nout;
+}
+
 static int finish(rt_grpc_srv_call *call, int status, const char *msg, size_t msglen) {
   if (call->finished) return -1;
   call->finished = 1;
   call->status = status;
+  count_call(call, status);
   if (msglen > RT_GRPC_SRV_MAX_STATUS_MSG) msglen = RT_GRPC_SRV_MAX_STATUS_MSG;
   if (msglen && (call->message = malloc(msglen))) {
     memcpy(call->message, msg, msglen);
@@ -513,7 +526,10 @@ void rt_grpc_srv_on_end(rt_grpc_srv_call *call) {
 void rt_grpc_srv_on_close(rt_grpc_srv_call *call, uint32_t error_code) {
   rt_h2 *h = call->h2;
   if (!h) return;
-  if (!call->finished) call->cancelled = 1;
+  if (!call->finished) {
+    call->cancelled = 1;
+    count_call(call, RT_GRPC_STATUS_CANCELLED);
+  }
   ev_timer_stop(call->srv->loop, &call->deadline);
   if (call->dispatched || call->queued) queue_event(call);
   call->stream_closed = 1;

@@ -196,7 +196,40 @@ def test_metrics():
     print("ok metrics")
 
 
+def test_grpc_metrics():
+    """gRPC calls are counted by method and status; unknown paths share one label."""
+    import grpc
+    with Server(os.path.join(os.environ.get("RT_REPO_ROOT", "."), "apps", "user_service.lua"),
+                args=["--metrics", "/metrics"]) as srv:
+        ch = grpc.insecure_channel("127.0.0.1:%d" % srv.port)
+        get_user = ch.unary_unary("/user.UserService/GetUser")
+        assert get_user(b"\x08\x01", timeout=5)          # GetUserRequest{id: 1}
+        for _ in range(2):
+            try:
+                get_user(b"\x08\xe7\x07", timeout=5)    # id 999: NOT_FOUND
+                raise AssertionError("expected NOT_FOUND")
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.NOT_FOUND
+        for path in ("/no.Such/Thing", "/other.Svc/X"):
+            try:
+                ch.unary_unary(path)(b"", timeout=5)
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.UNIMPLEMENTED
+        ch.close()
+        text = get(srv.port, "/metrics")[2]
+        got = {}
+        for fam in text_string_to_metric_families(text):
+            for smp in fam.samples:
+                if smp.name == "rtserver_grpc_calls_total":
+                    got[(smp.labels["method"], smp.labels["code"])] = smp.value
+        assert got[("/user.UserService/GetUser", "OK")] == 1, got
+        assert got[("/user.UserService/GetUser", "NOT_FOUND")] == 2, got
+        assert got[("unknown", "UNIMPLEMENTED")] == 2, got
+    print("ok grpc metrics")
+
+
 if __name__ == "__main__":
     test_reload()
     test_shutdown()
     test_metrics()
+    test_grpc_metrics()
