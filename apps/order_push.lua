@@ -8,7 +8,16 @@
 -- Every change goes as JSON to /topic/order/<id>; the page (apps/order/index.html) watches
 -- it with @stomp/stompjs over WebSocket (/ws). STOMP over TCP listens on 61613 too
 -- (RT_STOMP_TCP_PORT overrides; 0 picks a free port, "off" disables it).
+--
+-- The seed's second case: creating an order with a user_id asks the user service
+-- (apps/user_service.lua, over gRPC) for the user's name:
+--   rtserver --port 9090 apps/user_service.lua &
+--   curl -X POST localhost:8080/orders -d '{"item":"book","user_id":1}'   -> "user_name":"..."
+-- USER_SERVICE names another address; if the user service is down the order is still taken.
 local rt = require "rt"
+
+local users = rt.grpc.client(os.getenv("USER_SERVICE") or "127.0.0.1:9090",
+                             "../proto/user.proto", "user.UserService", { timeout = 1 })
 
 local tcp = os.getenv("RT_STOMP_TCP_PORT") or "61613"
 
@@ -43,9 +52,23 @@ rt.http.post("/orders", function(req)
   if type(body) ~= "table" then rt.http_error(400, "expected a JSON object") end
   local item = body.item or "something"
   if type(item) ~= "string" or #item > 200 then rt.http_error(400, "item must be a short string") end
+  local user_id = tonumber(body.user_id)
+  local user_name, user_error
+  if user_id then
+    local u, err = users:GetUser({ id = user_id })   -- yields this handler, not the server
+    if u then
+      user_name = u.name
+    elseif err.status == "NOT_FOUND" then
+      rt.http_error(404, "no user " .. user_id)
+    else  -- the user service is down or slow: take the order anyway
+      user_name, user_error = "(unknown)", err.status
+      rt.log.warn("orders: user service: %s", tostring(err))
+    end
+  end
   local id = rt.state.next_id
   rt.state.next_id = id + 1
-  local order = { id = id, item = item, status = "created", updated = rt.now() }
+  local order = { id = id, item = item, user_id = user_id, user_name = user_name,
+                  user_error = user_error, status = "created", updated = rt.now() }
   orders[id] = order
   push(order)
   return 201, order
