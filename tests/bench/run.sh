@@ -5,29 +5,32 @@
 #
 # (a) WebSocket echo through a Lua handler; the same load against tcp_echo (raw frames)
 #     and npm ws. (b) one publisher fanned out to many subscribers, rtserver vs npm ws.
-# (c) resident memory per idle WebSocket connection.
-# Each figure is the median of BENCH_REPEATS runs, interleaved across servers so that a
-# burst of load from elsewhere on the machine hits every server alike. Knobs (env):
-# BENCH_REPEATS, BENCH_SECS, BENCH_WARMUP, BENCH_ECHO_CONNS, BENCH_ECHO_INFLIGHT,
-# BENCH_ECHO_SIZE, BENCH_FAN_SUBS, BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_IDLE_CONNS,
-# BENCH_ONLY (any of "echo fanout idle").
+# (c) resident memory per idle WebSocket connection, rtserver (and npm ws as a peer).
+# Each figure is the median of BENCH_REPEATS runs. Runs are interleaved across servers,
+# and each ratio is the median of the per-run ratios, so that load from elsewhere on the
+# machine hits both sides of a ratio alike. Knobs (env): BENCH_REPEATS, BENCH_SECS,
+# BENCH_WARMUP, BENCH_ECHO_CONNS, BENCH_ECHO_INFLIGHT, BENCH_ECHO_SIZE, BENCH_FAN_SUBS,
+# BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_IDLE_CONNS, BENCH_ONLY ("echo fanout idle").
 set -u -o pipefail
 
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-export RTSERVER_LUA_DIR=${RTSERVER_LUA_DIR:-$ROOT/lua}   # run from the tree, not installed
 OUT=$BUILD/bench
 RTSERVER=$BUILD/rtserver
+export RTSERVER_LUA_DIR=${RTSERVER_LUA_DIR:-$ROOT/lua}   # run from the tree, not installed
 
 REPEATS=${BENCH_REPEATS:-3}
 SECS=${BENCH_SECS:-3}
 WARMUP=${BENCH_WARMUP:-1}
 ECHO_CONNS=${BENCH_ECHO_CONNS:-100}
-ECHO_INFLIGHT=${BENCH_ECHO_INFLIGHT:-4}
+ECHO_INFLIGHT=${BENCH_ECHO_INFLIGHT:-8}
 ECHO_SIZE=${BENCH_ECHO_SIZE:-64}
 FAN_SUBS=${BENCH_FAN_SUBS:-10000}
-FAN_WINDOW=${BENCH_FAN_WINDOW:-8}
+# The window is how many messages may be not yet delivered to every subscriber: 64 keeps
+# the publisher ahead of the server while leaving a subscriber at most ~4.5 KB behind,
+# far inside the server's per-connection output bound (4 MiB by default).
+FAN_WINDOW=${BENCH_FAN_WINDOW:-64}
 FAN_SIZE=${BENCH_FAN_SIZE:-64}
 ONLY=${BENCH_ONLY:-echo fanout idle}
 IDLE_WANTED=50000
@@ -38,12 +41,13 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 # ---- build ---------------------------------------------------------------------------
 mkdir -p "$OUT" || die "cannot create $OUT"
 CFLAGS_BENCH="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow"
-cc $CFLAGS_BENCH -o "$OUT/wsload" "$HERE/wsload.c" -lev || die "wsload did not build"
+cc $CFLAGS_BENCH -o "$OUT/wsload" "$HERE/wsload.c" "$HERE/wsload_lib.c" -lev || die "wsload did not build"
 cc $CFLAGS_BENCH -o "$OUT/tcp_echo" "$HERE/tcp_echo.c" -lev || die "tcp_echo did not build"
 if [ ! -d "$HERE/node_modules/ws" ]; then
     npm install --prefix "$HERE" --no-audit --no-fund --loglevel=error >/dev/null ||
         die "npm install of ws failed"
 fi
+WS_VERSION=$(node -p "require('$HERE/node_modules/ws/package.json').version")
 
 # Every child inherits the hard limit: 10,000 subscribers need more than the usual 1024.
 ulimit -n "$(ulimit -Hn)"
@@ -65,6 +69,7 @@ trap 'exit 130' INT TERM
 start_server() {
     local name=$1 port="" pid
     shift
+    : >"$OUT/$name.log"                      # before the fork: never read an old port
     "$@" >"$OUT/$name.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -92,23 +97,43 @@ start_rtserver() {
     start_server rtserver "$RTSERVER" --port 0 --log-level warn --idle-timeout 3600 \
         "$HERE/bench_app.lua"
 }
+start_tcp() { start_server tcp "$OUT/tcp_echo" --port 0; }
+start_ws() { start_server ws node "$HERE/ws_servers.js" 0; }
 
-# ---- helpers -------------------------------------------------------------------------
+# ---- figures -------------------------------------------------------------------------
+declare -A RUNS                              # RUNS[test,server,run] = a RESULT line
+
 field() { # field KEY LINE
     local k=$1
     shift
     printf '%s\n' $* | sed -n "s/^$k=//p" | head -1
 }
 
-median() { # the middle value; n/a when there is none
-    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else print v[int((NR + 1) / 2)] }'
+median() { # the middle value (the mean of the middle two for an even count); n/a if none
+    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "n/a";
+        else if (NR % 2) print v[(NR + 1) / 2];
+        else { m = (v[NR / 2] + v[NR / 2 + 1]) / 2; print (m == int(m)) ? m : sprintf("%.2f", m) } }'
 }
 
 ratio() { # ratio A B -> A/B with 2 decimals, n/a when either is missing
     awk -v a="$1" -v b="$2" 'BEGIN {
         if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a";
         else printf "%.2f\n", a / b }'
+}
+
+med() { # med TEST SERVER KEY: the median of KEY over the runs
+    local r vals=()
+    for ((r = 1; r <= REPEATS; r++)); do vals+=("$(field "$3" "${RUNS[$1,$2,$r]:-}")"); done
+    median "${vals[@]}"
+}
+
+med_ratio() { # med_ratio TEST A B KEY: the median over runs of A's KEY / B's KEY
+    local r vals=()
+    for ((r = 1; r <= REPEATS; r++)); do
+        vals+=("$(ratio "$(field "$4" "${RUNS[$1,$2,$r]:-}")" "$(field "$4" "${RUNS[$1,$3,$r]:-}")")")
+    done
+    median "${vals[@]}"
 }
 
 verdict() { # verdict VALUE OP TARGET -> PASS / MISS / n/a
@@ -118,83 +143,70 @@ verdict() { # verdict VALUE OP TARGET -> PASS / MISS / n/a
         print ok ? "PASS" : "MISS" }'
 }
 
+# measure TEST SERVER RUN ARGS...: runs wsload once against SERVER (its CPU use over the
+# measured seconds comes back in the RESULT line) and keeps the line in RUNS.
+measure() {
+    local test=$1 srv=$2 r=$3 port_var="PORT_$2" pid_var="PID_$2" line=""
+    shift 3
+    if [ -n "${!port_var}" ]; then
+        settle "${!pid_var}"
+        line=$(timeout 120 "$OUT/wsload" "$@" --port "${!port_var}" --server-pid "${!pid_var}" \
+            2>>"$OUT/wsload.err" | grep '^RESULT' | tail -1)
+    fi
+    RUNS[$test,$srv,$r]=$line
+    echo "$test $srv run=$r $line" >>"$OUT/results.txt"
+}
+
+# settle PID: waits (up to 30 s) until the server has been idle for half a second, so
+# that a run never starts while the last one's connections are still being torn down.
+settle() {
+    local pid=$1 prev now
+    [ -n "$pid" ] || return 0
+    prev=$(cpu_ticks "$pid")
+    for _ in $(seq 60); do
+        sleep 0.5
+        now=$(cpu_ticks "$pid")
+        [ $((now - prev)) -le $((CLK_TCK / 40)) ] && return 0   # under 5% of a core
+        prev=$now
+    done
+    echo "bench: server $pid still busy after 30 s; going on" >&2
+}
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 
-# load NAME SERVER_PID ARGS...: runs wsload once, prints and records its RESULT line
-# with the server's average CPU use over the run appended (server_cpu_pct).
-load() {
-    local name=$1 pid=$2 line t0 t1 c0 c1
-    shift 2
-    [ -n "$3" ] || { echo "  $name: skipped (server not running)" >&2; return; }
-    c0=$(cpu_ticks "$pid") t0=$(date +%s.%N)
-    line=$(timeout 120 "$OUT/wsload" "$@" 2>>"$OUT/wsload.err" | grep '^RESULT' | tail -1)
-    c1=$(cpu_ticks "$pid") t1=$(date +%s.%N)
-    [ -n "$line" ] && line="$line server_cpu_pct=$(awk -v c="$((c1 - c0))" -v t0="$t0" \
-        -v t1="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 100 * c / hz / (t1 - t0) }')"
-    echo "$name $line" >>"$OUT/results.txt"
-    echo "$line"
-}
-
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
-# ---- (a) echo ------------------------------------------------------------------------
-ECHO_ARGS=(-c "$ECHO_CONNS" -k "$ECHO_INFLIGHT" -s "$ECHO_SIZE" -d "$SECS" -w "$WARMUP")
-declare -A ECHO_RATE ECHO_P50 ECHO_P99
+# ---- (a) echo and (b) fan-out --------------------------------------------------------
 run_echo() {
-    local r srv mode port_var pid_var line
-    declare -A rates p50s p99s
+    local r srv mode line
     for ((r = 1; r <= REPEATS; r++)); do
         for srv in rtserver tcp ws; do
-            port_var="PORT_$srv" pid_var="PID_$srv" mode=echo
+            mode=echo
             [ "$srv" = tcp ] && mode=raw
-            line=$(load "echo-$srv" "${!pid_var}" "$mode" --port "${!port_var}" "${ECHO_ARGS[@]}")
-            printf '  echo   %-8s run %d/%d: %8s msgs/s  (server CPU %s%%)\n' "$srv" "$r" \
+            measure echo "$srv" "$r" "$mode" -c "$ECHO_CONNS" -k "$ECHO_INFLIGHT" \
+                -s "$ECHO_SIZE" -d "$SECS" -w "$WARMUP"
+            line=${RUNS[echo,$srv,$r]}
+            printf '  echo   %-8s run %d/%d: %8s msgs/s, server CPU %s%%\n' "$srv" "$r" \
                 "$REPEATS" "$(field msgs_per_s "$line" | grep . || echo n/a)" \
-                "$(field server_cpu_pct "$line")"
-            rates[$srv]+=" $(field msgs_per_s "$line")"
-            p50s[$srv]+=" $(field p50_us "$line")"
-            p99s[$srv]+=" $(field p99_us "$line")"
+                "$(field server_cpu_pct "$line" | grep . || echo ?)"
         done
-    done
-    for srv in rtserver tcp ws; do
-        ECHO_RATE[$srv]=$(median ${rates[$srv]})
-        ECHO_P50[$srv]=$(median ${p50s[$srv]})
-        ECHO_P99[$srv]=$(median ${p99s[$srv]})
     done
 }
 
-# ---- (b) fan-out ---------------------------------------------------------------------
-FAN_SRC_IPS=$(((FAN_SUBS + 999) / 1000))
-FAN_ARGS=(-c "$FAN_SUBS" -s "$FAN_SIZE" --window "$FAN_WINDOW" -d "$SECS" -w "$WARMUP"
-    --src-ips "$FAN_SRC_IPS")
-declare -A FAN_RATE FAN_P50 FAN_P99 FAN_NOTE
 run_fanout() {
-    local r srv port_var pid_var line c l
-    declare -A rates p50s p99s closed lost
+    local r srv line
     for ((r = 1; r <= REPEATS; r++)); do
         for srv in rtserver ws; do
-            port_var="PORT_$srv" pid_var="PID_$srv"
-            line=$(load "fanout-$srv" "${!pid_var}" fanout --port "${!port_var}" "${FAN_ARGS[@]}")
-            c=$(field closed "$line") l=$(field lost "$line")
-            printf '  fanout %-8s run %d/%d: %8s deliveries/s  (server CPU %s%%;' \
-                "$srv" "$r" "$REPEATS" "$(field deliveries_per_s "$line" | grep . || echo n/a)" \
-                "$(field server_cpu_pct "$line")"
-            printf ' subscribers closed: %s, lost: %s)\n' "${c:-?}" "${l:-?}"
-            rates[$srv]+=" $(field deliveries_per_s "$line")"
-            p50s[$srv]+=" $(field p50_us "$line")"
-            p99s[$srv]+=" $(field p99_us "$line")"
-            closed[$srv]=$((${closed[$srv]:-0} + ${c:-0}))
-            lost[$srv]=$((${lost[$srv]:-0} + ${l:-0}))
+            measure fanout "$srv" "$r" fanout -c "$FAN_SUBS" -s "$FAN_SIZE" \
+                --window "$FAN_WINDOW" -d "$SECS" -w "$WARMUP" \
+                --src-ips $(((FAN_SUBS + 999) / 1000))
+            line=${RUNS[fanout,$srv,$r]}
+            printf '  fanout %-8s run %d/%d: %8s deliveries/s, server CPU %s%%,' "$srv" "$r" \
+                "$REPEATS" "$(field deliveries_per_s "$line" | grep . || echo n/a)" \
+                "$(field server_cpu_pct "$line" | grep . || echo ?)"
+            printf ' subscribers closed %s, deliveries lost %s\n' \
+                "$(field closed "$line" | grep . || echo ?)" "$(field lost "$line" | grep . || echo ?)"
         done
-    done
-    for srv in rtserver ws; do
-        FAN_RATE[$srv]=$(median ${rates[$srv]})
-        FAN_P50[$srv]=$(median ${p50s[$srv]})
-        FAN_P99[$srv]=$(median ${p99s[$srv]})
-        FAN_NOTE[$srv]=""
-        [ "${closed[$srv]}${lost[$srv]}" != 00 ] &&
-            FAN_NOTE[$srv]="subscribers closed=${closed[$srv]} messages lost=${lost[$srv]} (all runs)"
     done
 }
 
@@ -203,13 +215,13 @@ run_fanout() {
 # keep 1,000 spare for the server's own files.
 IDLE_CONNS=${BENCH_IDLE_CONNS:-$((HARD_NOFILE - 1000 < IDLE_WANTED ? HARD_NOFILE - 1000 : IDLE_WANTED))}
 IDLE_SRC_IPS=$(((IDLE_CONNS + 999) / 1000))
-declare -A IDLE_KIB IDLE_OPEN IDLE_BEFORE IDLE_AFTER
 
 # idle_once PID PORT: holds IDLE_CONNS connections open; prints "before after open".
 idle_once() {
     local pid=$1 port=$2 before after open log="$OUT/idle.out" lp
     sleep 0.3
     before=$(rss_kib "$pid")
+    : >"$log"
     "$OUT/wsload" idle --port "$port" -c "$IDLE_CONNS" --src-ips "$IDLE_SRC_IPS" \
         >"$log" 2>>"$OUT/wsload.err" &
     lp=$!
@@ -227,45 +239,104 @@ idle_once() {
 }
 
 run_idle() {
-    local srv start r b a o kibs=() opens=() befores=() afters=()
+    local srv r b a o kib port_var pid_var
     for srv in rtserver ws; do
-        kibs=() opens=() befores=() afters=()
         for ((r = 1; r <= REPEATS; r++)); do
             # A fresh server each time: memory freed by the last run would hide the cost.
             if [ "$srv" = rtserver ]; then start_rtserver; else start_ws; fi
-            local port_var="PORT_$srv" pid_var="PID_$srv"
+            port_var="PORT_$srv" pid_var="PID_$srv"
             [ -n "${!port_var}" ] || break
             read -r b a o < <(idle_once "${!pid_var}" "${!port_var}")
             stop_server "${!pid_var}"
-            echo "idle-$srv before_kib=$b after_kib=$a open=$o" >>"$OUT/results.txt"
-            local kib=n/a
+            kib=n/a
             [ "$o" -gt 0 ] && kib=$(awk -v b="$b" -v a="$a" -v o="$o" \
                 'BEGIN { printf "%.2f\n", (a - b) / o }')
-            printf '  idle %-8s run %d/%d: %s connections, RSS %s -> %s KiB: %s KiB each\n' \
+            RUNS[idle,$srv,$r]="open=$o rss_before_kib=$b rss_after_kib=$a kib_per_conn=$kib"
+            echo "idle $srv run=$r ${RUNS[idle,$srv,$r]}" >>"$OUT/results.txt"
+            printf '  idle   %-8s run %d/%d: %s connections, RSS %s -> %s KiB: %s KiB each\n' \
                 "$srv" "$r" "$REPEATS" "$o" "$b" "$a" "$kib"
-            kibs+=("$kib") opens+=("$o") befores+=("$b") afters+=("$a")
         done
-        IDLE_KIB[$srv]=$(median "${kibs[@]}")
-        IDLE_OPEN[$srv]=$(median "${opens[@]}")
-        IDLE_BEFORE[$srv]=$(median "${befores[@]}")
-        IDLE_AFTER[$srv]=$(median "${afters[@]}")
     done
 }
 
-start_ws() { start_server ws node "$HERE/ws_servers.js" 0; }
+# ---- report --------------------------------------------------------------------------
+report_echo() {
+    local srv label r1 r2 c1
+    printf '\n(a) WebSocket echo: %d connections x %d in flight, %d-byte binary messages\n' \
+        "$ECHO_CONNS" "$ECHO_INFLIGHT" "$ECHO_SIZE"
+    printf '  %-24s %10s %9s %9s %8s %10s\n' server msgs/s p50_us p99_us "srv CPU" "CPU us/msg"
+    for srv in rtserver tcp ws; do
+        case $srv in
+        rtserver) label="rtserver (Lua handler)" ;;
+        tcp) label="tcp_echo (libev, raw)" ;;
+        ws) label="npm ws $WS_VERSION" ;;
+        esac
+        printf '  %-24s %10s %9s %9s %7s%% %10s\n' "$label" "$(med echo $srv msgs_per_s)" \
+            "$(med echo $srv p50_us)" "$(med echo $srv p99_us)" \
+            "$(med echo $srv server_cpu_pct)" "$(med echo $srv server_cpu_us_per_msg)"
+    done
+    r1=$(med_ratio echo rtserver tcp msgs_per_s)
+    r2=$(med_ratio echo rtserver ws msgs_per_s)
+    c1=$(med_ratio echo rtserver tcp server_cpu_us_per_msg)
+    printf '  msgs/s rtserver / tcp_echo = %-6s target >= 0.70  %s\n' "$r1" "$(verdict "$r1" '>=' 0.70)"
+    printf '  msgs/s rtserver / npm ws   = %-6s target >= 2.00  %s\n' "$r2" "$(verdict "$r2" '>=' 2.00)"
+    printf '  (server CPU per message, rtserver / tcp_echo = %s; no target)\n' "$c1"
+}
+
+report_fanout() {
+    local srv label r3 closed lost
+    printf '\n(b) fan-out: 1 publisher -> %d subscribers, %d-byte messages, window %d\n' \
+        "$FAN_SUBS" "$FAN_SIZE" "$FAN_WINDOW"
+    printf '  %-24s %12s %10s %10s %8s %12s\n' server deliveries/s p50_us p99_us "srv CPU" \
+        "CPU us/dlvry"
+    for srv in rtserver ws; do
+        label="rtserver (rt.topic)"
+        [ "$srv" = ws ] && label="npm ws (send loop)"
+        printf '  %-24s %12s %10s %10s %7s%% %12s\n' "$label" \
+            "$(med fanout $srv deliveries_per_s)" "$(med fanout $srv p50_us)" \
+            "$(med fanout $srv p99_us)" "$(med fanout $srv server_cpu_pct)" \
+            "$(med fanout $srv server_cpu_us_per_msg)"
+        closed=$(med fanout $srv closed) lost=$(med fanout $srv lost)
+        [ "$closed$lost" = 00 ] ||
+            echo "    note: median subscribers closed $closed, deliveries lost $lost per run"
+    done
+    r3=$(med_ratio fanout rtserver ws deliveries_per_s)
+    printf '  deliveries/s rtserver / npm ws = %-6s target >= 3.00  %s\n' "$r3" \
+        "$(verdict "$r3" '>=' 3.00)"
+}
+
+report_idle() {
+    local srv label kib
+    printf '\n(c) idle WebSocket connections: resident memory per connection\n'
+    if [ "$IDLE_CONNS" -lt "$IDLE_WANTED" ]; then
+        echo "  $IDLE_WANTED connections cannot be held here: open files are capped at" \
+            "$HARD_NOFILE per process (hard limit), so $IDLE_CONNS were used."
+    fi
+    printf '  %-24s %8s %14s %14s %10s\n' server conns "RSS before KiB" "RSS after KiB" KiB/conn
+    for srv in rtserver ws; do
+        label="rtserver"
+        [ "$srv" = ws ] && label="npm ws (peer)"
+        printf '  %-24s %8s %14s %14s %10s\n' "$label" "$(med idle $srv open)" \
+            "$(med idle $srv rss_before_kib)" "$(med idle $srv rss_after_kib)" \
+            "$(med idle $srv kib_per_conn)"
+    done
+    kib=$(med idle rtserver kib_per_conn)
+    printf '  rtserver KiB per connection = %-6s target <= 8.00  %s\n' "$kib" \
+        "$(verdict "$kib" '<=' 8)"
+}
 
 # ---- run -----------------------------------------------------------------------------
 [ -x "$RTSERVER" ] || echo "bench: $RTSERVER is missing: its rows will read n/a" >&2
 echo "== rtserver bench: $(nproc) cores shared by the servers and the load generator;" \
-    "load average $(cut -d' ' -f1-3 /proc/loadavg); median of $REPEATS runs"
+    "load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 
 if want echo || want fanout; then
     start_rtserver
-    start_server tcp "$OUT/tcp_echo" --port 0
+    start_tcp
     start_ws
     if want echo; then
         echo "-- (a) echo: $ECHO_CONNS connections x $ECHO_INFLIGHT in flight," \
-            "$ECHO_SIZE-byte binary messages, ${SECS}s after ${WARMUP}s warm-up"
+            "$ECHO_SIZE-byte messages, ${SECS}s measured after ${WARMUP}s warm-up"
         run_echo
     fi
     if want fanout; then
@@ -279,56 +350,14 @@ if want echo || want fanout; then
 fi
 if want idle; then
     echo "-- (c) idle: $IDLE_CONNS WebSocket connections from $IDLE_SRC_IPS source" \
-        "addresses (127.0.0.2...)"
+        "addresses (127.0.0.2 and up), a fresh server each run"
     run_idle
 fi
 
-# ---- report --------------------------------------------------------------------------
 echo
-echo "== results (median of $REPEATS; raw lines in $OUT/results.txt)"
-if want echo; then
-    printf '\n(a) WebSocket echo, %d conns x %d in flight, %d-byte messages\n' \
-        "$ECHO_CONNS" "$ECHO_INFLIGHT" "$ECHO_SIZE"
-    printf '  %-26s %12s %10s %10s\n' server msgs/s p50_us p99_us
-    for srv in rtserver tcp ws; do
-        case $srv in
-        rtserver) label="rtserver (Lua handler)" ;;
-        tcp) label="tcp_echo (libev, raw)" ;;
-        ws) label="npm ws $(node -p "require('$HERE/node_modules/ws/package.json').version" 2>/dev/null)" ;;
-        esac
-        printf '  %-26s %12s %10s %10s\n' "$label" "${ECHO_RATE[$srv]}" "${ECHO_P50[$srv]}" \
-            "${ECHO_P99[$srv]}"
-    done
-    r1=$(ratio "${ECHO_RATE[rtserver]}" "${ECHO_RATE[tcp]}")
-    r2=$(ratio "${ECHO_RATE[rtserver]}" "${ECHO_RATE[ws]}")
-    printf '  rtserver / tcp_echo = %-6s target >= 0.70  %s\n' "$r1" "$(verdict "$r1" '>=' 0.70)"
-    printf '  rtserver / npm ws   = %-6s target >= 2.00  %s\n' "$r2" "$(verdict "$r2" '>=' 2.00)"
-fi
-if want fanout; then
-    printf '\n(b) fan-out, 1 publisher -> %d subscribers, %d-byte messages\n' "$FAN_SUBS" "$FAN_SIZE"
-    printf '  %-26s %12s %10s %10s\n' server deliveries/s p50_us p99_us
-    for key in rtserver ws; do
-        label="rtserver (rt.topic)"
-        [ "$key" = ws ] && label="npm ws (send loop)"
-        printf '  %-26s %12s %10s %10s  %s\n' "$label" "${FAN_RATE[$key]}" "${FAN_P50[$key]}" \
-            "${FAN_P99[$key]}" "${FAN_NOTE[$key]}"
-    done
-    r3=$(ratio "${FAN_RATE[rtserver]}" "${FAN_RATE[ws]}")
-    printf '  rtserver / npm ws   = %-6s target >= 3.00  %s\n' "$r3" "$(verdict "$r3" '>=' 3.00)"
-fi
-if want idle; then
-    printf '\n(c) idle WebSocket connections: resident memory per connection\n'
-    if [ "$IDLE_CONNS" -lt "$IDLE_WANTED" ]; then
-        echo "  $IDLE_WANTED connections cannot be held here: open files are capped at" \
-            "$HARD_NOFILE per process (hard limit), so $IDLE_CONNS were used."
-    fi
-    printf '  %-26s %8s %12s %12s %10s\n' server conns rss_before rss_after KiB/conn
-    for srv in rtserver ws; do
-        label="rtserver"
-        [ "$srv" = ws ] && label="npm ws (peer, no target)"
-        printf '  %-26s %8s %10s K %10s K %10s\n' "$label" "${IDLE_OPEN[$srv]}" \
-            "${IDLE_BEFORE[$srv]}" "${IDLE_AFTER[$srv]}" "${IDLE_KIB[$srv]}"
-    done
-    printf '  rtserver KiB/conn   = %-6s target <= 8.00  %s\n' "${IDLE_KIB[rtserver]}" \
-        "$(verdict "${IDLE_KIB[rtserver]}" '<=' 8)"
-fi
+echo "== results: median of $REPEATS runs; a ratio is the median of the per-run ratios" \
+    "(raw lines in $OUT/results.txt)"
+want echo && report_echo
+want fanout && report_fanout
+want idle && report_idle
+exit 0

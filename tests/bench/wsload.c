@@ -30,18 +30,15 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "wsload.h"
 
 #define RBUF_SIZE (256 * 1024)
 #define WBUF_SIZE (256 * 1024)
-#define MAX_MSG (64 * 1024)
 #define HDR_MAX 8192                  /* a longer handshake response is an error */
-#define HIST_SUB 6                    /* 64 sub-buckets per octave: about 1.5% error */
-#define HIST_BUCKETS ((64 - HIST_SUB + 1) << HIST_SUB)
 #define CONNECT_TIMEOUT 30            /* seconds for every connection to open */
 #define SYNC_TIMEOUT 10               /* seconds for every subscriber to get a probe */
-#define PAYLOAD_MIN 16                /* send timestamp + sequence number */
 
 /* The RFC 6455 sample key: its accept value is known, so no SHA-1 is needed here. */
 #define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
@@ -49,7 +46,7 @@
 
 enum mode { M_ECHO, M_RAW, M_FANOUT, M_IDLE };
 enum phase { P_CONNECT, P_SYNC, P_WARM, P_MEASURE, P_DONE, P_HOLD };
-enum state { S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
+enum state { S_UNUSED, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
 enum role { R_ECHO, R_SUB, R_PUB };
 
 struct conn {
@@ -67,18 +64,8 @@ struct conn {
 struct opts {
     enum mode mode;
     const char *host, *path, *sub_path, *pub_path;
-    int port, conns, inflight, size, window, src_ips, max_pending;
+    int port, conns, inflight, size, window, src_ips, max_pending, server_pid;
     double duration, warmup;
-};
-
-struct hist {
-    uint64_t n, count[HIST_BUCKETS];
-};
-
-struct frame {
-    uint8_t fin, opcode, masked, mask[4];
-    const uint8_t *payload;
-    uint64_t len;
 };
 
 struct bench {
@@ -88,7 +75,7 @@ struct bench {
     struct conn *c;
     int n, next, connecting, open, failed, closed, alive_subs, synced;
     enum phase phase;
-    double t_phase, elapsed;
+    double t_phase, elapsed, server_cpu0, server_cpu;
     uint64_t now_ns, rng, msgs, sent;
     struct hist lat;
     uint8_t *rbuf, *wbuf, *payload;
@@ -99,20 +86,12 @@ struct bench {
     uint32_t *ring;                   /* deliveries per message in the window */
     double last_progress;
     int first_close_code;
+    uint64_t text_msgs;               /* we send binary: text coming back is a bug */
     char first_error[160];
     ev_timer tick;
     ev_prepare pub_prep;
     ev_signal sigint, sigterm;
 };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static double mono_s(void) { return mono_ns() / 1e9; }
 
 static uint32_t rng_next(struct bench *b)
 {
@@ -126,128 +105,6 @@ static void note_error(struct bench *b, const char *what, int err)
 {
     if (!b->first_error[0])
         snprintf(b->first_error, sizeof b->first_error, "%s: %s", what, strerror(err));
-}
-
-/* ---- latency histogram (log-linear, like HdrHistogram) ---------------------------- */
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < (2u << HIST_SUB))
-        return (unsigned)v;
-    unsigned e = 63 - (unsigned)__builtin_clzll(v);
-    return ((e - HIST_SUB) << HIST_SUB) + (unsigned)(v >> (e - HIST_SUB));
-}
-
-/* The middle of bucket i, in the histogram's unit. */
-static double hist_value(unsigned i)
-{
-    if (i < (2u << HIST_SUB))
-        return i;
-    unsigned shift = (i >> HIST_SUB) - 1;
-    uint64_t low = (uint64_t)((i & ((1u << HIST_SUB) - 1)) + (1u << HIST_SUB)) << shift;
-    return low + ((1ull << shift) - 1) / 2.0;
-}
-
-static void hist_add(struct hist *h, uint64_t v)
-{
-    h->count[hist_index(v)]++;
-    h->n++;
-}
-
-static double hist_pct(const struct hist *h, double pct)
-{
-    if (!h->n)
-        return 0;
-    uint64_t want = (uint64_t)(h->n * pct / 100.0 + 0.5), seen = 0;
-    if (want < 1)
-        want = 1;
-    for (unsigned i = 0; i < HIST_BUCKETS; i++) {
-        seen += h->count[i];
-        if (seen >= want)
-            return hist_value(i);
-    }
-    return 0;
-}
-
-/* ---- frames ------------------------------------------------------------------------ */
-
-/* Parses one frame at p. Returns its length, 0 if it is not all there yet, -1 if it is
- * bigger than this tool will ever send (the stream is then not ours to trust). */
-static long ws_parse(const uint8_t *p, size_t n, struct frame *f)
-{
-    if (n < 2)
-        return 0;
-    size_t hl = 2;
-    uint64_t len = p[1] & 0x7f;
-    f->fin = p[0] >> 7;
-    f->opcode = p[0] & 0x0f;
-    f->masked = p[1] >> 7;
-    if (len == 126) {
-        if (n < 4)
-            return 0;
-        len = (uint64_t)p[2] << 8 | p[3];
-        hl = 4;
-    } else if (len == 127) {
-        if (n < 10)
-            return 0;
-        len = 0;
-        for (int i = 2; i < 10; i++)
-            len = len << 8 | p[i];
-        hl = 10;
-    }
-    if (len > MAX_MSG)
-        return -1;
-    if (f->masked) {
-        if (n < hl + 4)
-            return 0;
-        memcpy(f->mask, p + hl, 4);
-        hl += 4;
-    }
-    if (n < hl + len)
-        return 0;
-    f->payload = p + hl;
-    f->len = len;
-    return (long)(hl + len);
-}
-
-/* Writes a masked frame of opcode op carrying src[0..len) to dst; returns its length. */
-static size_t ws_frame(uint8_t *dst, int op, const uint8_t *src, size_t len, uint32_t key)
-{
-    size_t hl = 2;
-    dst[0] = 0x80 | (uint8_t)op;
-    if (len < 126) {
-        dst[1] = 0x80 | (uint8_t)len;
-    } else {
-        dst[1] = 0x80 | 126;
-        dst[2] = (uint8_t)(len >> 8);
-        dst[3] = (uint8_t)len;
-        hl = 4;
-    }
-    uint8_t m[4];
-    memcpy(m, &key, 4);
-    memcpy(dst + hl, m, 4);
-    hl += 4;
-    size_t i = 0;
-    for (; i + 4 <= len; i += 4) {    /* a word at a time: the compiler vectorises it */
-        uint32_t w;
-        memcpy(&w, src + i, 4);
-        w ^= key;
-        memcpy(dst + hl + i, &w, 4);
-    }
-    for (; i < len; i++)
-        dst[hl + i] = src[i] ^ m[i & 3];
-    return hl + len;
-}
-
-/* Reads the timestamp and sequence number at the start of a payload. */
-static void payload_stamp(const struct frame *f, uint64_t *ts, uint64_t *seq)
-{
-    uint8_t head[PAYLOAD_MIN] = {0};
-    size_t n = f->len < PAYLOAD_MIN ? f->len : PAYLOAD_MIN;
-    for (size_t i = 0; i < n; i++)
-        head[i] = f->payload[i] ^ (f->masked ? f->mask[i & 3] : 0);
-    memcpy(ts, head, 8);
-    memcpy(seq, head + 8, 8);
 }
 
 /* ---- output ------------------------------------------------------------------------ */
@@ -390,8 +247,13 @@ static void print_result(struct bench *b)
     if (o->mode != M_IDLE)
         printf(" p50_us=%.1f p99_us=%.1f", hist_pct(&b->lat, 50) / 1e3,
                hist_pct(&b->lat, 99) / 1e3);
+    if (o->server_pid && o->mode != M_IDLE && b->server_cpu > 0)
+        printf(" server_cpu_pct=%.0f server_cpu_us_per_msg=%.2f", 100 * b->server_cpu / secs,
+               b->msgs ? 1e6 * b->server_cpu / (double)b->msgs : 0.0);
     if (b->first_close_code)
         printf(" close_code=%d", b->first_close_code);
+    if (b->text_msgs)
+        printf(" text_msgs=%llu", (unsigned long long)b->text_msgs);
     printf("\n");
     if (b->first_error[0])
         fprintf(stderr, "wsload: first error: %s\n", b->first_error);
@@ -539,6 +401,7 @@ static void on_frame(struct bench *b, struct conn *c, const struct frame *f)
         return;
     case 0x1:
     case 0x2:
+        b->text_msgs += f->opcode == 0x1;
         payload_stamp(f, &ts, &seq);
         if (!f->fin) {
             c->frag_open = 1;
@@ -649,7 +512,7 @@ static void conn_read(struct bench *b, struct conn *c)
 
 static void conn_close(struct bench *b, struct conn *c)
 {
-    if (c->state == S_CLOSED)
+    if (c->state == S_CLOSED || c->state == S_UNUSED)
         return;
     int was = c->state;
     ev_io_stop(b->loop, &c->io);
@@ -818,11 +681,15 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         if (now - b->t_phase >= b->o.warmup) {
             reset_stats(b);
             set_phase(b, P_MEASURE);
+            if (b->o.server_pid)
+                b->server_cpu0 = proc_cpu_s(b->o.server_pid);
         }
         break;
     case P_MEASURE:
         if (now - b->t_phase >= b->o.duration) {
             b->elapsed = now - b->t_phase;
+            if (b->o.server_pid && b->server_cpu0 >= 0)
+                b->server_cpu = proc_cpu_s(b->o.server_pid) - b->server_cpu0;
             set_phase(b, P_DONE);
             ev_break(loop, EVBREAK_ALL);
         }
@@ -848,8 +715,9 @@ static void usage(void)
             "  --host ADDR (127.0.0.1)  --port N  --path P (/echo)\n"
             "  -c N connections or subscribers (100)  -k N in flight per conn (4)\n"
             "  -s BYTES payload, >= 16 (64)  -d SEC measured (3)  -w SEC warm-up (1)\n"
-            "  --sub-path P (/sub)  --pub-path P (/pub)  --window N fan-out messages (8)\n"
-            "  --src-ips N  bind to 127.0.0.2..  --max-pending N  concurrent connects (256)\n");
+            "  --sub-path P (/sub)  --pub-path P (/pub)  --window N fan-out messages (64)\n"
+            "  --src-ips N  bind to 127.0.0.2..  --max-pending N  concurrent connects (256)\n"
+            "  --server-pid PID  also report that process's CPU use while measuring\n");
     exit(2);
 }
 
@@ -858,10 +726,11 @@ static void parse_opts(struct opts *o, int argc, char **argv)
     static const struct option lo[] = {
         {"host", 1, 0, 'H'},     {"port", 1, 0, 'p'},     {"path", 1, 0, 'P'},
         {"sub-path", 1, 0, 'S'}, {"pub-path", 1, 0, 'B'}, {"window", 1, 0, 'W'},
-        {"src-ips", 1, 0, 'I'},  {"max-pending", 1, 0, 'M'}, {0, 0, 0, 0}};
+        {"src-ips", 1, 0, 'I'},  {"max-pending", 1, 0, 'M'}, {"server-pid", 1, 0, 'X'},
+        {0, 0, 0, 0}};
     *o = (struct opts){.host = "127.0.0.1", .path = "/echo", .sub_path = "/sub",
                        .pub_path = "/pub", .conns = 100, .inflight = 4, .size = 64,
-                       .window = 8, .max_pending = 256, .duration = 3, .warmup = 1};
+                       .window = 64, .max_pending = 256, .duration = 3, .warmup = 1};
     if (argc < 2)
         usage();
     const char *m = argv[1];
@@ -882,6 +751,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         case 'W': o->window = atoi(optarg); break;
         case 'I': o->src_ips = atoi(optarg); break;
         case 'M': o->max_pending = atoi(optarg); break;
+        case 'X': o->server_pid = atoi(optarg); break;
         case 'c': o->conns = atoi(optarg); break;
         case 'k': o->inflight = atoi(optarg); break;
         case 's': o->size = atoi(optarg); break;

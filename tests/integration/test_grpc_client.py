@@ -347,7 +347,7 @@ class GrpcClientOrderTest(unittest.TestCase):
             self.assertEqual(st, 201, o)
             self.assertEqual((o["user_name"], o["user_error"]), ("(unknown)", "UNAVAILABLE"))
             self.assertLess(time.time() - t0, 1 * SLOW)
-            self.assertIn("user service: UNAVAILABLE", srv.stderr)
+            srv.wait_for_stderr(r"user service: UNAVAILABLE")  # stderr is read by a thread
 
     def test_order_against_rtserver_user_service(self):
         # Both sides are rtserver: apps/user_service.lua answers the Lua client.
