@@ -13,8 +13,20 @@
 #include "utf8.h"
 #include "ws_frame.h"
 
+/* Where the client's byte stream is, frame-wise: wslay keeps no state worth keeping
+ * between whole messages, so at such a boundary an idle connection can give its wslay
+ * context (about 8.6 KiB of buffers) back and get a fresh one when bytes come. */
+typedef struct rt_ws_boundary {
+  uint8_t hdr[14];
+  uint8_t hlen;         /* header bytes seen of the current frame */
+  uint64_t left;        /* payload bytes still to come */
+  unsigned in_fragment; /* a fragmented message has started and not finished */
+} rt_ws_boundary;
+
 typedef struct rt_ws {
-  wslay_event_context_ptr ctx;
+  wslay_event_context_ptr ctx;  /* NULL while idle: created on demand */
+  size_t max_message;
+  rt_ws_boundary at;
   rt_conn *conn;
   uint64_t conn_id;
   int in_recv;        /* wslay_event_recv is on the stack */
@@ -29,6 +41,37 @@ typedef struct rt_ws {
 
 static const rt_proto ws_proto;
 
+static void track(rt_ws_boundary *b, const uint8_t *p, size_t n) {
+  while (n) {
+    if (b->left) {
+      size_t k = n < b->left ? n : (size_t)b->left;
+      b->left -= k;
+      p += k;
+      n -= k;
+      continue;
+    }
+    b->hdr[b->hlen++] = *p++;
+    n--;
+    if (b->hlen < 2) continue;
+    unsigned len7 = b->hdr[1] & 0x7f;
+    size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((b->hdr[1] & 0x80) ? 4 : 0);
+    if (b->hlen < need) continue;
+    uint64_t len = len7;
+    if (len7 == 126) len = ((uint64_t)b->hdr[2] << 8) | b->hdr[3];
+    if (len7 == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++) len = (len << 8) | b->hdr[2 + i];
+    }
+    int fin = b->hdr[0] & 0x80, opcode = b->hdr[0] & 0x0f;
+    if (opcode == 1 || opcode == 2) b->in_fragment = !fin;
+    else if (opcode == 0 && fin) b->in_fragment = 0;
+    b->left = len;
+    b->hlen = 0;
+  }
+}
+
+static int at_boundary(const rt_ws_boundary *b) { return !b->hlen && !b->left && !b->in_fragment; }
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *ud) {
   rt_ws *w = ud;
   rt_conn *c = w->conn;
@@ -38,6 +81,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
   }
   size_t n = len < c->in.len ? len : c->in.len;
   memcpy(buf, rt_buf_start(&c->in), n);
+  track(&w->at, buf, n);
   rt_buf_consume(&c->in, n);
   return (ssize_t)n;
 }
@@ -86,8 +130,10 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
   }
 }
 
+static wslay_event_context_ptr ctx_get(rt_ws *w);
+
 static void settle(rt_conn *c, rt_ws *w) {
-  if (w->dead || c->closing) return;
+  if (w->dead || c->closing || !w->ctx) return;
   if (wslay_event_send(w->ctx) != 0) {
     rt_conn_close(c);
     return;
@@ -99,12 +145,16 @@ static void settle(rt_conn *c, rt_ws *w) {
 }
 
 static void free_ws(rt_ws *w) {
-  wslay_event_context_free(w->ctx);
+  if (w->ctx) wslay_event_context_free(w->ctx);
   free(w);
 }
 
 static void on_read(rt_conn *c) {
   rt_ws *w = c->pstate;
+  if (!ctx_get(w)) {
+    rt_conn_close(c);
+    return;
+  }
   w->in_recv = 1;
   int rc = wslay_event_recv(w->ctx);
   w->in_recv = 0;
@@ -143,10 +193,17 @@ static void on_tick(rt_conn *c, double idle) {
     rt_ws_close(c, WSLAY_CODE_GOING_AWAY, "idle timeout");
     return;
   }
-  if (cfg->ws_ping_interval > 0 && idle > cfg->ws_ping_interval && !w->pinged) {
+  if (cfg->ws_ping_interval > 0 && idle > cfg->ws_ping_interval && !w->pinged && ctx_get(w)) {
     struct wslay_event_msg ping = {.opcode = WSLAY_PING, .msg = (const uint8_t *)"rt", .msg_length = 2};
     w->pinged = 1;
     if (wslay_event_queue_msg(w->ctx, &ping) == 0) settle(c, w);
+  }
+  /* Quiet, between messages, nothing queued: most of an idle connection's memory is
+   * wslay's buffers, and a fresh context later is the same as this one now. */
+  if (w->ctx && idle >= 1.0 && at_boundary(&w->at) && !wslay_event_want_write(w->ctx) &&
+      wslay_event_get_read_enabled(w->ctx) && wslay_event_get_write_enabled(w->ctx)) {
+    wslay_event_context_free(w->ctx);
+    w->ctx = NULL;
   }
 }
 
@@ -191,6 +248,18 @@ static const rt_proto ws_proto = {
 };
 
 int rt_ws_is_ws(const rt_conn *c) { return c->proto == &ws_proto; }
+
+static wslay_event_context_ptr ctx_get(rt_ws *w) {
+  if (w->ctx) return w->ctx;
+  static const struct wslay_event_callbacks cbs = {.recv_callback = recv_cb, .send_callback = send_cb,
+                                                   .on_msg_recv_callback = on_msg};
+  if (wslay_event_context_server_init(&w->ctx, &cbs, w) != 0) {
+    w->ctx = NULL;
+    return NULL;
+  }
+  wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
+  return w->ctx;
+}
 
 /* Is token in a comma-separated header value (case-insensitive)? */
 static int header_has_token(const char *value, const char *token) {
@@ -256,14 +325,9 @@ int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *
   if (protocol) snprintf(protocol, protocol_len, "%s", chosen);
 
   rt_ws *w = calloc(1, sizeof *w);
-  struct wslay_event_callbacks cbs = {.recv_callback = recv_cb, .send_callback = send_cb,
-                                      .on_msg_recv_callback = on_msg};
-  if (!w || wslay_event_context_server_init(&w->ctx, &cbs, w) != 0) {
-    free(w);
-    return refuse(c, 500, "out of memory", NULL, NULL);
-  }
-  wslay_event_config_set_max_recv_msg_length(w->ctx, o->max_message ? o->max_message
-                                                                     : c->srv->cfg.max_ws_message);
+  if (!w) return refuse(c, 500, "out of memory", NULL, NULL);
+  /* No wslay context yet: many WebSockets sit idle after the handshake. */
+  w->max_message = o->max_message ? o->max_message : c->srv->cfg.max_ws_message;
   w->conn = c;
   w->conn_id = c->id;
 
@@ -334,6 +398,10 @@ void rt_ws_close(rt_conn *c, int code, const char *reason) {
   if (rl > 123) {
     rl = 123;
     while (rl && ((unsigned char)reason[rl] & 0xc0) == 0x80) rl--;  /* whole characters */
+  }
+  if (!ctx_get(w)) {
+    rt_conn_close(c);
+    return;
   }
   wslay_event_queue_close(w->ctx, (uint16_t)code, (const uint8_t *)reason, rl);
   if (!w->in_recv) settle(c, w);

@@ -312,7 +312,7 @@ function dispatch.http(id, req, peer)
       local h = route.handlers
       local protocol = core.ws_accept(id, h)
       if not protocol then return end
-      local ws = setmetatable({ id = id, route = route.path, params = params, request = req,
+      local ws = setmetatable({ id = id, route = route.path, params = params,
                                 protocol = protocol ~= "" and protocol or nil, peer = peer,
                                 data = {} }, WS)
       conns[id] = ws
@@ -419,7 +419,7 @@ rt._internal = {
 }
 
 -- Protocol modules add themselves to rt (rt.stomp, rt.grpc) if they are installed.
-for _, name in ipairs { "rt_stomp", "rt_grpc", "rt_grpc_client" } do
+for _, name in ipairs { "rt_stomp", "rt_grpc", "rt_grpc_client", "rt_sockjs" } do
   local ok, err = pcall(require, name)
   if not ok and not tostring(err):find("module '" .. name .. "' not found", 1, true) then
     error(err, 0)
