@@ -23,6 +23,9 @@ local tcp = os.getenv("RT_STOMP_TCP_PORT") or "61613"
 
 local stomp = rt.stomp {
   endpoint = "/ws",
+  -- Spring's .withSockJS(): the seed's `Stomp.over(new SockJS('/ws'))` works too
+  -- (apps/order/sockjs.html), with HTTP fallbacks when WebSocket is blocked.
+  sockjs = { sockjs_url = "/vendor/sockjs-client/sockjs.min.js" },
   tcp_port = tcp ~= "off" and tonumber(tcp) or nil,
   app = "/app",
   broker = { "/topic", "/queue" },

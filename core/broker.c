@@ -238,7 +238,8 @@ long rt_broker_publish(rt_broker *b, rt_msg *m) {
 void rt_msg_release(rt_msg *m) {
   if (m->ws_frame) rt_chunk_unref(m->ws_frame);
   if (m->stomp_common) rt_chunk_unref(m->stomp_common);
-  m->ws_frame = m->stomp_common = NULL;
+  if (m->sockjs_quoted) rt_chunk_unref(m->sockjs_quoted);
+  m->ws_frame = m->stomp_common = m->sockjs_quoted = NULL;
 }
 
 size_t rt_broker_count(rt_broker *b, const char *dest) {

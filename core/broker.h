@@ -30,6 +30,7 @@ typedef struct rt_msg {
   rt_chunk *body;
   int binary;
   rt_chunk *ws_frame;  /* built by the first WebSocket delivery, shared by the rest */
+  rt_chunk *sockjs_quoted;  /* the body as a JSON string, built by the first SockJS delivery */
   /* For STOMP subscribers. The publisher may set these (NULL = defaults)... */
   const char *stomp_destination;  /* MESSAGE destination header, if not destination */
   const char *content_type;

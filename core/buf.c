@@ -60,13 +60,17 @@ void rt_buf_free(rt_buf *b) {
   memset(b, 0, sizeof *b);
 }
 
-rt_chunk *rt_chunk_new(size_t len) {
-  rt_chunk *c = malloc(sizeof *c + len);
+rt_chunk *rt_chunk_new_cap(size_t len, size_t cap) {
+  if (cap < len) cap = len;
+  rt_chunk *c = malloc(sizeof *c + cap);
   if (!c) return NULL;
   c->refs = 1;
   c->len = len;
+  c->cap = cap;
   return c;
 }
+
+rt_chunk *rt_chunk_new(size_t len) { return rt_chunk_new_cap(len, len); }
 
 rt_chunk *rt_chunk_copy(const void *p, size_t len) {
   rt_chunk *c = rt_chunk_new(len);
@@ -97,6 +101,16 @@ int rt_outq_push(rt_outq *q, rt_chunk *c) {
   q->v[q->tail].off = 0;
   q->tail++;
   q->bytes += c->len;
+  return 0;
+}
+
+int rt_outq_append(rt_outq *q, const void *p, size_t n) {
+  if (q->head == q->tail) return -1;
+  rt_chunk *last = q->v[q->tail - 1].chunk;
+  if (last->refs != 1 || last->cap - last->len < n) return -1;
+  memcpy(last->data + last->len, p, n);
+  last->len += n;
+  q->bytes += n;
   return 0;
 }
 

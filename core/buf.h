@@ -28,10 +28,12 @@ void rt_buf_free(rt_buf *b);  /* frees the memory; the buffer is empty and reusa
 typedef struct rt_chunk {
   int refs;
   size_t len;
+  size_t cap;   /* room in data; a chunk only one queue holds may grow into it */
   uint8_t data[];
 } rt_chunk;
 
 rt_chunk *rt_chunk_new(size_t len);                 /* one reference, len bytes to fill */
+rt_chunk *rt_chunk_new_cap(size_t len, size_t cap);
 rt_chunk *rt_chunk_copy(const void *p, size_t len);
 static inline rt_chunk *rt_chunk_ref(rt_chunk *c) { c->refs++; return c; }
 void rt_chunk_unref(rt_chunk *c);
@@ -49,6 +51,9 @@ typedef struct rt_outq {
 } rt_outq;
 
 int rt_outq_push(rt_outq *q, rt_chunk *c);  /* takes a new reference */
+/* Appends bytes to the last chunk when this queue alone holds it and it has room (small
+ * replies coalesce: no allocation, fewer iovecs). Returns 0 when it did, -1 otherwise. */
+int rt_outq_append(rt_outq *q, const void *p, size_t n);
 /* Marks n bytes as written, dropping chunks that are done. */
 void rt_outq_advance(rt_outq *q, size_t n);
 /* Drops every entry that has not started leaving (keeps a half-written head, so the peer

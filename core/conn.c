@@ -147,12 +147,23 @@ int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk) {
   return 0;
 }
 
+#define COALESCE_MAX 512     /* copies up to this size go into a shared tail chunk */
+#define COALESCE_CHUNK 4096
+
 int rt_conn_write(rt_conn *c, const void *p, size_t n) {
-  rt_chunk *ch = rt_chunk_copy(p, n);
+  if (c->closing) return -1;
+  /* Small replies (echo, acks, control frames) are copied into the queue's last chunk
+   * when it is ours alone: one allocation and one iovec for many of them. */
+  if (n <= COALESCE_MAX && rt_outq_append(&c->out, p, n) == 0) {
+    schedule_flush(c);
+    return 0;
+  }
+  rt_chunk *ch = n <= COALESCE_MAX ? rt_chunk_new_cap(n, COALESCE_CHUNK) : rt_chunk_new(n);
   if (!ch) {
     rt_conn_close(c);
     return -1;
   }
+  if (n) memcpy(ch->data, p, n);
   int rc = rt_conn_write_chunk(c, ch);
   rt_chunk_unref(ch);
   return rc;

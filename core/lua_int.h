@@ -27,6 +27,10 @@ struct rt_lua {
   lua_State *pool[64];
   int pool_refs[64];
   int npool;
+  /* Dispatch functions by the address of the name a call site passes (always a string
+   * literal): a pointer compare instead of interning the name on every event. */
+  struct { const char *name; int ref; } fns[24];
+  int nfns;
 };
 
 rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen);
@@ -71,6 +75,7 @@ void rt_lua_open_log(lua_State *L, rt_server *srv);
 void rt_lua_open_grpc(lua_State *L, rt_server *srv);
 void rt_lua_open_grpc_client(lua_State *L, rt_server *srv);
 void rt_lua_open_stomp(lua_State *L, rt_server *srv);
+void rt_lua_open_sockjs(lua_State *L, rt_server *srv);
 void rt_lua_timers_free(rt_lua *lx);
 
 #endif

@@ -76,6 +76,7 @@ rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen) {
   rt_lua_open_grpc(L, srv);
   rt_lua_open_grpc_client(L, srv);
   rt_lua_open_stomp(L, srv);
+  rt_lua_open_sockjs(L, srv);
   lua_setfield(L, -2, "rt.core");
   lua_pop(L, 2);
 
@@ -129,9 +130,19 @@ lua_State *rt_lua_prepare(rt_lua *lx, const char *name) {
   } else {
     co = lua_newthread(L);
   }
+  for (int i = 0; i < lx->nfns; i++)
+    if (lx->fns[i].name == name) {
+      lua_rawgeti(co, LUA_REGISTRYINDEX, lx->fns[i].ref);
+      return co;
+    }
   lua_rawgeti(co, LUA_REGISTRYINDEX, lx->dispatch_ref);
   lua_getfield(co, -1, name);
   lua_remove(co, -2);
+  if (lx->nfns < (int)(sizeof lx->fns / sizeof lx->fns[0]) && lua_isfunction(co, -1)) {
+    lua_pushvalue(co, -1);
+    lx->fns[lx->nfns].name = name;
+    lx->fns[lx->nfns++].ref = luaL_ref(co, LUA_REGISTRYINDEX);
+  }
   return co;
 }
 

@@ -357,6 +357,16 @@ int rt_ws_send_frame(rt_conn *c, rt_chunk *frame) {
 
 int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
   if (c->proto != &ws_proto || c->closing) return -1;
+  if (len <= 500) {
+    /* Small: frame it straight into the connection's queue (coalesced with others). */
+    rt_ws *w = c->pstate;
+    if (w->close_started) return -1;
+    uint8_t buf[512];
+    size_t hl = rt_ws_frame_header(buf, opcode, len);
+    memcpy(buf + hl, data, len);
+    c->srv->metrics.msgs_out++;
+    return rt_conn_write(c, buf, hl + len);
+  }
   rt_chunk *f = rt_ws_frame_build(opcode, data, len);
   if (!f) return -1;
   int rc = rt_ws_send_frame(c, f);

@@ -120,11 +120,18 @@ local function find_ws_route(app, path)
   end
 end
 
+-- The handlers of a connection's route in the current app, remembered per app version
+-- (a reload makes a new app table, so the next message looks them up again).
 local function ws_route_handlers(ws)
   local app = current_app
+  if rawget(ws, "_app") == app then return rawget(ws, "_h") end
+  local h
   for _, r in ipairs(app.ws) do
-    if r.path == ws.route then return r.handlers end
+    if r.path == ws.route then h = r.handlers break end
   end
+  rawset(ws, "_app", app)
+  rawset(ws, "_h", h)
+  return h
 end
 
 ---------------------------------------------------------------------------------------
