@@ -1,6 +1,7 @@
 /* STOMP over WebSocket (subprotocols v10.stomp, v11.stomp, v12.stomp): the WebSocket's
  * messages go to the session through a sink instead of the Lua app. A frame may span
  * messages and a message may hold several frames: the session's parser does not care. */
+#include "server_int.h"
 #include "stomp.h"
 #include "ws.h"
 #include "ws_frame.h"
@@ -10,8 +11,10 @@ static int ws_send(rt_conn *c, rt_chunk *const *chunks, int n, int text) {
 }
 
 static void ws_close(rt_conn *c, int error) {
-  /* After an ERROR frame: 1002 (protocol error); after DISCONNECT: a normal close. */
-  if (error) rt_ws_close(c, 1002, "STOMP ERROR");
+  /* After an ERROR frame: 1002 (protocol error), or 1001 when the server is stopping;
+   * after DISCONNECT: a normal close. */
+  if (c->srv->stopping) rt_ws_close(c, 1001, "server shutting down");
+  else if (error) rt_ws_close(c, 1002, "STOMP ERROR");
   else rt_ws_close(c, 1000, "DISCONNECT");
 }
 
@@ -23,11 +26,15 @@ static void on_message(rt_conn *c, void *data, const uint8_t *msg, size_t len, i
 
 static void on_close(rt_conn *c, void *data) { rt_stomp_session_closed(data); }
 
+/* STOMP 1.2 has no goodbye frame but ERROR: the client learns why before the close. */
+static void on_shutdown(rt_conn *c, void *data) { rt_stomp_session_shutdown(data); }
+
 rt_stomp_session *rt_stomp_ws_attach(rt_stomp_server *ss, rt_conn *c) {
   if (!rt_ws_is_ws(c) || c->closing) return NULL;
   rt_stomp_session *s = rt_stomp_session_new(ss, c, &ws_transport);
   if (!s) return NULL;
-  rt_ws_sink sink = {.on_message = on_message, .on_close = on_close, .data = s};
+  rt_ws_sink sink = {.on_message = on_message, .on_close = on_close, .on_shutdown = on_shutdown,
+                     .data = s};
   rt_ws_set_sink(c, &sink);
   return s;
 }

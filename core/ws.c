@@ -226,7 +226,12 @@ static void on_script_error(rt_conn *c) {
   rt_ws_close(c, WSLAY_CODE_INTERNAL_SERVER_ERROR, "internal error");
 }
 
-static void on_shutdown(rt_conn *c) { rt_ws_close(c, WSLAY_CODE_GOING_AWAY, "server shutting down"); }
+static void on_shutdown(rt_conn *c) {
+  rt_ws *w = c->pstate;
+  /* A protocol on top (STOMP) says goodbye its own way first. */
+  if (w->sink.on_shutdown) w->sink.on_shutdown(c, w->sink.data);
+  rt_ws_close(c, WSLAY_CODE_GOING_AWAY, "server shutting down");
+}
 
 static void on_close(rt_conn *c) {
   rt_ws *w = c->pstate;

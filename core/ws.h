@@ -39,6 +39,7 @@ int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n);
 typedef struct rt_ws_sink {
   void (*on_message)(rt_conn *c, void *data, const uint8_t *msg, size_t len, int binary);
   void (*on_close)(rt_conn *c, void *data);  /* the connection is going away */
+  void (*on_shutdown)(rt_conn *c, void *data);  /* the server stops: say goodbye (NULL: 1001) */
   void *data;
 } rt_ws_sink;
 void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink);

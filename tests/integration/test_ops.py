@@ -228,8 +228,33 @@ def test_grpc_metrics():
     print("ok grpc metrics")
 
 
+async def stomp_shutdown_scenario(srv):
+    url = "ws://127.0.0.1:%d/ws" % srv.port
+    ws = await websockets.connect(url, subprotocols=["v12.stomp"])
+    await ws.send("CONNECT\naccept-version:1.2\nhost:x\n\n\x00")
+    assert (await asyncio.wait_for(ws.recv(), 5)).startswith("CONNECTED")
+    srv.proc.send_signal(signal.SIGTERM)
+    frame = await asyncio.wait_for(ws.recv(), 5)
+    assert frame.startswith("ERROR\n") and "message:server shutting down" in frame, frame
+    try:
+        await asyncio.wait_for(ws.recv(), 5)
+        raise AssertionError("expected a close")
+    except websockets.ConnectionClosed as e:
+        assert e.code == 1001, e.code
+
+
+def test_stomp_shutdown():
+    """STOMP over WebSocket on SIGTERM: an ERROR frame saying why, then close 1001."""
+    app = os.path.join(os.environ.get("RT_REPO_ROOT", "."), "apps", "order_push.lua")
+    srv = Server(app, env={"RT_STOMP_TCP_PORT": "off", "USER_SERVICE": "127.0.0.1:1"}).start()
+    asyncio.run(stomp_shutdown_scenario(srv))
+    assert srv.stop() == 0
+    print("ok stomp shutdown")
+
+
 if __name__ == "__main__":
     test_reload()
     test_shutdown()
     test_metrics()
     test_grpc_metrics()
+    test_stomp_shutdown()
