@@ -57,6 +57,10 @@ typedef struct rt_lua_waiter {
 int rt_lua_park(lua_State *L, rt_lua_waiter *w);
 void rt_lua_wake(rt_lua *lx, rt_lua_waiter *w, int nresults);
 void rt_lua_unpark(rt_lua *lx, rt_lua_waiter *w);
+/* opts.<field> of the table at idx as a number within [lo, hi], or def when absent;
+ * anything else raises "<api>: <field> must be ...". */
+double rt_lua_opt_number(lua_State *L, int idx, const char *api, const char *field, double def,
+                         double lo, double hi);
 /* The rt_lua a lua_CFunction runs under. */
 rt_lua *rt_lua_of(lua_State *L);
 

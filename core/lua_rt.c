@@ -213,3 +213,16 @@ void rt_lua_unpark(rt_lua *lx, rt_lua_waiter *w) {
   w->co = NULL;
   w->thread_ref = LUA_NOREF;
 }
+
+double rt_lua_opt_number(lua_State *L, int idx, const char *api, const char *field, double def,
+                         double lo, double hi) {
+  lua_getfield(L, idx, field);
+  double v = def;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isnumber(L, -1)) luaL_error(L, "%s: %s must be a number", api, field);
+    v = lua_tonumber(L, -1);
+    if (v < lo || v > hi) luaL_error(L, "%s: %s must be from %g to %g", api, field, lo, hi);
+  }
+  lua_pop(L, 1);
+  return v;
+}

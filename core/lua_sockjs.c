@@ -123,17 +123,8 @@ static rt_sockjs_server *need_server(lua_State *L) {
   return sj;
 }
 
-/* opts.<field> as a number within [lo, hi], or def when absent. */
 static double opt_num(lua_State *L, const char *field, double def, double lo, double hi) {
-  lua_getfield(L, 2, field);
-  double v = def;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isnumber(L, -1)) luaL_error(L, "rt.sockjs: %s must be a number", field);
-    v = lua_tonumber(L, -1);
-    if (v < lo || v > hi) luaL_error(L, "rt.sockjs: %s must be from %g to %g", field, lo, hi);
-  }
-  lua_pop(L, 1);
-  return v;
+  return rt_lua_opt_number(L, 2, "rt.sockjs", field, def, lo, hi);
 }
 
 static int opt_bool(lua_State *L, const char *field, int def) {

@@ -121,17 +121,8 @@ static int read_prefixes(lua_State *L, const char *field, char (*out)[RT_STOMP_P
   return n;
 }
 
-/* opts.<field> as a number within [lo, hi], or def when absent. */
 static double opt_num(lua_State *L, const char *field, double def, double lo, double hi) {
-  lua_getfield(L, 1, field);
-  double v = def;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isnumber(L, -1)) luaL_error(L, "rt.stomp: %s must be a number", field);
-    v = lua_tonumber(L, -1);
-    if (v < lo || v > hi) luaL_error(L, "rt.stomp: %s must be from %g to %g", field, lo, hi);
-  }
-  lua_pop(L, 1);
-  return v;
+  return rt_lua_opt_number(L, 1, "rt.stomp", field, def, lo, hi);
 }
 
 static void read_config(lua_State *L, rt_stomp_config *c) {

@@ -9,6 +9,7 @@
  *  - members of a oneof share one offset, like protoc-c's union. This is required, not
  *    cosmetic: protobuf-c frees a replaced oneof member through the new member's offset. */
 #include "pb_schema_int.h"
+#include "pb_wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -182,7 +183,7 @@ static ProtobufCType c_type(int t) {
 }
 
 /* Size of one value in a message struct (protobuf-c's sizeof_elt_in_repeated_array). */
-static size_t value_size(ProtobufCType t) {
+size_t rt_pb_value_size(ProtobufCType t) {
   switch (t) {
     case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
@@ -195,7 +196,7 @@ static size_t value_size(ProtobufCType t) {
 }
 
 static size_t value_align(ProtobufCType t) {
-  return t == PROTOBUF_C_TYPE_BYTES ? _Alignof(ProtobufCBinaryData) : value_size(t);
+  return t == PROTOBUF_C_TYPE_BYTES ? _Alignof(ProtobufCBinaryData) : rt_pb_value_size(t);
 }
 
 static unsigned align_to(unsigned off, size_t a) {
@@ -316,13 +317,13 @@ static void layout(msg_build *b, unsigned n) {
     }
     off = align_to(off, value_align(c->type));
     c->offset = off;
-    off += (unsigned)value_size(c->type);
+    off += (unsigned)rt_pb_value_size(c->type);
   }
   for (unsigned k = 0; k < b->m->n_oneofs; k++) {
     size_t size = 0, al = 4;
     for (unsigned i = 0; i < n; i++)
       if (b->ext[i].oneof == (int)k) {
-        if (value_size(b->fields[i].type) > size) size = value_size(b->fields[i].type);
+        if (rt_pb_value_size(b->fields[i].type) > size) size = rt_pb_value_size(b->fields[i].type);
         if (value_align(b->fields[i].type) > al) al = value_align(b->fields[i].type);
       }
     off = align_to(off, sizeof(uint32_t));

@@ -136,17 +136,6 @@ void pb_raise(pb_ctx *c, int code, const char *fmt, ...) {
 
 /* ---- decode: struct -> table ---------------------------------------------------------- */
 
-static size_t elt_size(ProtobufCType t) {
-  switch (t) {
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
-      return 8;
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    default: return 4;
-  }
-}
 
 static void push_64(pb_ctx *c, uint64_t v, int which) {
   lua_State *L = c->L;
@@ -257,7 +246,7 @@ static void dec_repeated(pb_ctx *c, const ProtobufCFieldDescriptor *f, const rt_
     }
     return;
   }
-  size_t sz = elt_size(f->type);
+  size_t sz = rt_pb_value_size(f->type);
   lua_createtable(L, n > INT32_MAX ? 0 : (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     pb_path_push(c, 'i', NULL, (long)i + 1);

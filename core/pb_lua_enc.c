@@ -191,17 +191,6 @@ static void enc_value(pb_ctx *c, const ProtobufCFieldDescriptor *f, const rt_pb_
   }
 }
 
-static size_t elt_size(ProtobufCType t) {
-  switch (t) {
-    case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
-    case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64: case PROTOBUF_C_TYPE_DOUBLE:
-      return 8;
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE: return sizeof(void *);
-    default: return 4;
-  }
-}
 
 static void set_present(const ProtobufCFieldDescriptor *f, char *base) {
   if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->quantifier_offset &&
@@ -225,7 +214,7 @@ static void enc_array(pb_ctx *c, const ProtobufCFieldDescriptor *f, const rt_pb_
   size_t n = lua_objlen(L, idx);
   /* a message table or a table with holes given for a list is a mistake, not an empty list */
   if (count_keys(c, idx) != n) pb_raise(c, RT_PB_EINVAL, "expected an array (keys 1..n only)");
-  size_t sz = elt_size(f->type);
+  size_t sz = rt_pb_value_size(f->type);
   char *arr = n ? arena(c, n * sz) : NULL;
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);

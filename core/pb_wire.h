@@ -55,4 +55,7 @@ long rt_pb_wire_split_unknown(const uint8_t *p, size_t len, ProtobufCMessageUnkn
 size_t rt_pb_wire_unknown_size(const ProtobufCMessage *m);
 void rt_pb_wire_join_unknown(const ProtobufCMessage *m, uint8_t *out);
 
+/* Bytes one value of type t takes in a message struct (protobuf-c's layout rules). */
+size_t rt_pb_value_size(ProtobufCType t);
+
 #endif

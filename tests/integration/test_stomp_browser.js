@@ -7,32 +7,21 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { chromium } = require('playwright-core');
+const { launchBrowser } = require('./lib/browser');
 const { startServer, ROOT, SLOW } = require('./lib/server');
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 15000 * SLOW;
 
-let srv, context, profile;
+let srv, context, browser;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install chromium)`);
   srv = await startServer({ app: path.join(ROOT, 'apps/order_push.lua'), env: { RT_STOMP_TCP_PORT: '0' } });
-  profile = fs.mkdtempSync(path.join(os.tmpdir(), 'rt-chromium-stomp-'));
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: TIMEOUT,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           '--no-proxy-server'],
-  });
-  context.setDefaultTimeout(TIMEOUT);
+  browser = await launchBrowser();
+  context = browser.context;
 });
 
 after(async () => {
-  if (context) await context.close();
-  if (profile) fs.rmSync(profile, { recursive: true, force: true });
+  if (browser) await browser.close();
   if (srv) await srv.stop();
 });
 
