@@ -7,9 +7,6 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const fs = require('node:fs');
-const os = require('node:os');
-const path = require('node:path');
 const { launchBrowser } = require('./lib/browser');
 const { startServer, SLOW } = require('./lib/server');
 
