@@ -61,6 +61,9 @@ void rt_lua_unpark(rt_lua *lx, rt_lua_waiter *w);
  * anything else raises "<api>: <field> must be ...". */
 double rt_lua_opt_number(lua_State *L, int idx, const char *api, const char *field, double def,
                          double lo, double hi);
+/* The frame type for a message a script sends: arg idx true = binary, false = text (must
+ * be UTF-8, else a Lua error), nil = text when it is valid UTF-8, binary otherwise. */
+int rt_lua_binary_arg(lua_State *L, int idx, const char *data, size_t len);
 /* The rt_lua a lua_CFunction runs under. */
 rt_lua *rt_lua_of(lua_State *L);
 

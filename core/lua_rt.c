@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "lua_int.h"
+#include "utf8.h"
 
 void rt_lua_set_funcs(lua_State *L, rt_server *srv, const luaL_Reg *fns) {
   for (; fns->name; fns++) {
@@ -225,4 +226,13 @@ double rt_lua_opt_number(lua_State *L, int idx, const char *api, const char *fie
   }
   lua_pop(L, 1);
   return v;
+}
+
+int rt_lua_binary_arg(lua_State *L, int idx, const char *data, size_t len) {
+  if (lua_isnoneornil(L, idx)) return !rt_utf8_valid((const uint8_t *)data, len);
+  if (lua_toboolean(L, idx)) return 1;
+  /* A text frame that is not UTF-8 makes every compliant peer fail the connection. */
+  if (!rt_utf8_valid((const uint8_t *)data, len))
+    return luaL_error(L, "text message is not valid UTF-8 (send it as binary)");
+  return 0;
 }

@@ -42,7 +42,7 @@ static int l_publish(lua_State *L) {
   size_t len;
   const char *name = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &len);
-  long n = rt_broker_publish_data(srv->broker, name, data, len, lua_toboolean(L, 3));
+  long n = rt_broker_publish_data(srv->broker, name, data, len, rt_lua_binary_arg(L, 3, data, len));
   if (n < 0) return luaL_error(L, "out of memory");
   lua_pushinteger(L, n);
   return 1;

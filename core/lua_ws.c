@@ -84,7 +84,7 @@ static int l_ws_send(lua_State *L) {
   size_t len;
   rt_conn *c = rt_conn_find(srv, (uint64_t)luaL_checknumber(L, 1));
   const char *data = luaL_checklstring(L, 2, &len);
-  int binary = lua_toboolean(L, 3);
+  int binary = rt_lua_binary_arg(L, 3, data, len);
   if (!c || rt_ws_send(c, binary ? RT_WS_BINARY : RT_WS_TEXT, data, len) < 0) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
