@@ -78,10 +78,12 @@ embed-test: all
 	  $(BUILD)/embed-host $(STAGE)/usr/local/share/rtserver/lua
 
 # ---- user-facing targets -------------------------------------------------------------
+PORT ?= 8080
 run:
 	@.ci/install-deps run
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/rtserver apps/chat.lua
+	@echo "== the chat: open http://127.0.0.1:$(PORT)/ in two browser tabs (Ctrl-C stops it)"
+	@$(BUILD)/rtserver --port $(PORT) apps/chat.lua
 
 deps:      ; @.ci/install-deps run
 deps-test: ; @.ci/install-deps test
