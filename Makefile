@@ -44,22 +44,29 @@ $(BUILD)/obj/descriptor.pb-c.o: $(GEN_SRC)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -w -c $< -o $@
 
+# V=1 shows the full commands.
+Q := $(if $(V),,@)
 $(BUILD)/obj/%.o: core/%.c $(wildcard core/*.h) $(BUILD)/gen/descriptor.pb-c.h
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/librtserver.a: $(LIB_OBJ)
-	rm -f $@; ar rcs $@ $^
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@; ar rcs $@ $^
 
 $(BUILD)/librtserver.so: $(LIB_OBJ)
-	$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -o $@ $^ $(LDFLAGS_ALL) $(DEP_LIBS)
 
 $(BUILD)/rtserver: core/main.c $(BUILD)/librtserver.a
-	$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/librtserver.a $(LDFLAGS_ALL) $(DEP_LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/librtserver.a $(LDFLAGS_ALL) $(DEP_LIBS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(SUPPORT_SRC) $(BUILD)/librtserver.a
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_SRC) $(BUILD)/librtserver.a \
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_SRC) $(BUILD)/librtserver.a \
 	  $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka
 
 # The embedding test: install into a staging dir, build tests/embed/host.c against the
@@ -109,12 +116,14 @@ FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(FUZZ_SAN) $(DEP_CFLAGS) \
 FUZZ_OBJ := $(LIB_SRC:core/%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/descriptor.pb-c.o
 $(BUILD)/fuzz/obj/%.o: core/%.c $(wildcard core/*.h) $(BUILD)/gen/descriptor.pb-c.h
 	@mkdir -p $(@D)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+	@$(if $(Q),echo "  CC fuzz $<")
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(BUILD)/fuzz/obj/descriptor.pb-c.o: $(GEN_SRC)
 	@mkdir -p $(@D)
 	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJ)
-	$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(DEP_LIBS)
+	@$(if $(Q),echo "  LD fuzz $@")
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ) $(DEP_LIBS)
 fuzz-build: $(FUZZ_BIN)
 fuzz-replay: $(FUZZ_BIN)
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); n=$${n#fuzz_}; \
