@@ -346,6 +346,7 @@ static int string(jp *j, rt_buf *out) {
 
 /* Walks the payload once; with fn, decodes and delivers each message as it goes. */
 static long walk(const uint8_t *p, size_t n, rt_buf *scratch, rt_sockjs_msg_fn fn, void *ud) {
+  if (!p) p = (const uint8_t *)"";  /* an empty buffer may have no memory: no NULL + 0 */
   jp j = {p, p + n};
   long count = 0;
   ws(&j);
