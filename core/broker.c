@@ -239,7 +239,9 @@ void rt_msg_release(rt_msg *m) {
   if (m->ws_frame) rt_chunk_unref(m->ws_frame);
   if (m->stomp_common) rt_chunk_unref(m->stomp_common);
   if (m->sockjs_quoted) rt_chunk_unref(m->sockjs_quoted);
+  if (m->stomp_wires) m->stomp_wires_free(m->stomp_wires);
   m->ws_frame = m->stomp_common = m->sockjs_quoted = NULL;
+  m->stomp_wires = NULL;
 }
 
 size_t rt_broker_count(rt_broker *b, const char *dest) {

@@ -40,6 +40,10 @@ typedef struct rt_msg {
   rt_chunk *stomp_common;
   uint64_t stomp_id;
   int stomp_text;      /* the shared parts are valid UTF-8 (a WebSocket text frame) */
+  /* Whole MESSAGE frames, wire-ready, that ack:auto subscribers with the same
+   * subscription id share (stomp_broker.c owns them and says how to free them). */
+  void *stomp_wires;
+  void (*stomp_wires_free)(void *wires);
 } rt_msg;
 
 typedef void (*rt_deliver_fn)(rt_sub *s, rt_msg *m);

@@ -10,7 +10,7 @@
 
 #include "server_int.h"
 
-#define MAX_IOV 64
+#define MAX_IOV 512  /* fan-out queues many small chunks: one sendmsg takes them all */
 #define READ_CHUNK 16384
 #define CLOSE_GRACE 5.0 /* seconds a closing peer gets to read our last bytes */
 

@@ -73,6 +73,11 @@ typedef struct rt_stomp_transport {
   int (*send)(rt_conn *c, rt_chunk *const *chunks, int n, int text);
   /* Ends the connection once what is queued has left; error: after an ERROR frame. */
   void (*close)(rt_conn *c, int error);
+  /* Optional, for fan-out: one chunk holding the frame as this transport puts it on the
+   * wire (WebSocket: with the message header), and a way to queue such a chunk as is, so
+   * one chunk serves every ack:auto subscriber with the same subscription id. */
+  rt_chunk *(*wire)(rt_chunk *const *chunks, int n, int text);
+  int (*send_wire)(rt_conn *c, rt_chunk *wire);
 } rt_stomp_transport;
 
 enum { RT_STOMP_ACK_AUTO, RT_STOMP_ACK_CLIENT, RT_STOMP_ACK_INDIVIDUAL };

@@ -145,9 +145,81 @@ static int deliver(rt_stomp_sub *sub, rt_chunk *common, rt_chunk *body, int text
   return rc;
 }
 
+/* Whole frames of one publish, by transport, subscription prefix and frame type. Most
+ * clients name their first subscription "sub-0", so a handful of entries serve thousands
+ * of subscribers; past the cap, deliveries fall back to per-subscriber heads. */
+#define WIRE_CACHE 8
+typedef struct wire_cache {
+  int n;
+  struct {
+    const rt_stomp_transport *tp;
+    rt_chunk *prefix;
+    int text;
+    rt_chunk *wire;
+  } e[WIRE_CACHE];
+} wire_cache;
+
+static void wires_free(void *p) {
+  wire_cache *wc = p;
+  for (int i = 0; i < wc->n; i++) {
+    rt_chunk_unref(wc->e[i].wire);
+    rt_chunk_unref(wc->e[i].prefix);
+  }
+  free(wc);
+}
+
+static int same_prefix(const rt_chunk *a, const rt_chunk *b) {
+  return a == b || (a->len == b->len && memcmp(a->data, b->data, a->len) == 0);
+}
+
+static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
+  const rt_stomp_transport *tp = sub->s->tp;
+  int text = m->stomp_text && sub->prefix_text;
+  wire_cache *wc = m->stomp_wires;
+  if (!wc) {
+    if (!(wc = calloc(1, sizeof *wc))) return NULL;
+    m->stomp_wires = wc;
+    m->stomp_wires_free = wires_free;
+  }
+  for (int i = 0; i < wc->n; i++)
+    if (wc->e[i].tp == tp && wc->e[i].text == text && same_prefix(wc->e[i].prefix, sub->prefix))
+      return wc->e[i].wire;
+  if (wc->n == WIRE_CACHE) return NULL;
+  char ids[40];
+  int k = snprintf(ids, sizeof ids, "message-id:%" PRIu64 "\n", m->stomp_id);
+  rt_chunk *head = rt_chunk_new(sub->prefix->len + (size_t)k);
+  if (!head) return NULL;
+  memcpy(head->data, sub->prefix->data, sub->prefix->len);
+  memcpy(head->data + sub->prefix->len, ids, (size_t)k);
+  rt_chunk *parts[4] = {head, m->stomp_common, m->body, ss->nul};
+  rt_chunk *wire = tp->wire(parts, 4, text);
+  rt_chunk_unref(head);
+  if (!wire) return NULL;
+  /* The subscription's prefix chunk outlives the entry only while the subscriber lives:
+   * keep our own reference for the comparison. */
+  wc->e[wc->n].tp = tp;
+  wc->e[wc->n].prefix = rt_chunk_ref(sub->prefix);
+  wc->e[wc->n].text = text;
+  wc->e[wc->n++].wire = wire;
+  return wire;
+}
+
 static void deliver_topic(rt_sub *bs, rt_msg *m) {
   rt_stomp_sub *sub = bs->data;
-  if (prepare_msg(sub->s->ss, m) < 0) return;
+  rt_stomp_session *s = sub->s;
+  if (prepare_msg(s->ss, m) < 0) return;
+  /* ack:auto needs no per-delivery header: the frame is the same for every subscriber
+   * with this subscription id, so it is built once and shared like a WebSocket frame. */
+  if (sub->ack == RT_STOMP_ACK_AUTO && s->tp->wire && s->state == RT_STOMP_S_CONNECTED && !s->dead) {
+    rt_chunk *wire = wire_for(s->ss, m, sub);
+    if (wire) {
+      rt_stomp_session_hold(s);
+      if (s->tp->send_wire(s->conn, wire) < 0) s->state = RT_STOMP_S_CLOSING;
+      else s->last_tx = ev_now(s->ss->srv->loop);
+      rt_stomp_session_release(s);
+      return;
+    }
+  }
   deliver(sub, m->stomp_common, m->body, m->stomp_text, m->stomp_id, NULL, 0);
 }
 

@@ -20,7 +20,26 @@ static int tcp_send(rt_conn *c, rt_chunk *const *chunks, int n, int text) {
 
 static void tcp_close(rt_conn *c, int error) { rt_conn_close_after_write(c); }
 
-static const rt_stomp_transport tcp_transport = {.name = "tcp", .send = tcp_send, .close = tcp_close};
+static rt_chunk *tcp_wire(rt_chunk *const *chunks, int n, int text) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += chunks[i]->len;
+  rt_chunk *w = rt_chunk_new(total);
+  if (!w) return NULL;
+  total = 0;
+  for (int i = 0; i < n; i++) {
+    memcpy(w->data + total, chunks[i]->data, chunks[i]->len);
+    total += chunks[i]->len;
+  }
+  return w;
+}
+
+static int tcp_send_wire(rt_conn *c, rt_chunk *wire) {
+  c->srv->metrics.msgs_out++;
+  return rt_conn_write_chunk(c, wire);
+}
+
+static const rt_stomp_transport tcp_transport = {.name = "tcp", .send = tcp_send, .close = tcp_close,
+                                                 .wire = tcp_wire, .send_wire = tcp_send_wire};
 
 static void on_read(rt_conn *c) {
   rt_stomp_session *s = c->pstate;

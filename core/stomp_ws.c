@@ -1,6 +1,8 @@
 /* STOMP over WebSocket (subprotocols v10.stomp, v11.stomp, v12.stomp): the WebSocket's
  * messages go to the session through a sink instead of the Lua app. A frame may span
  * messages and a message may hold several frames: the session's parser does not care. */
+#include <string.h>
+
 #include "server_int.h"
 #include "stomp.h"
 #include "ws.h"
@@ -18,7 +20,23 @@ static void ws_close(rt_conn *c, int error) {
   else rt_ws_close(c, 1000, "DISCONNECT");
 }
 
-static const rt_stomp_transport ws_transport = {.name = "websocket", .send = ws_send, .close = ws_close};
+static rt_chunk *ws_wire(rt_chunk *const *chunks, int n, int text) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += chunks[i]->len;
+  uint8_t hdr[10];
+  size_t hl = rt_ws_frame_header(hdr, text ? RT_WS_TEXT : RT_WS_BINARY, total);
+  rt_chunk *w = rt_chunk_new(hl + total);
+  if (!w) return NULL;
+  memcpy(w->data, hdr, hl);
+  for (int i = 0; i < n; i++) {
+    memcpy(w->data + hl, chunks[i]->data, chunks[i]->len);
+    hl += chunks[i]->len;
+  }
+  return w;
+}
+
+static const rt_stomp_transport ws_transport = {.name = "websocket", .send = ws_send, .close = ws_close,
+                                                .wire = ws_wire, .send_wire = rt_ws_send_frame};
 
 static void on_message(rt_conn *c, void *data, const uint8_t *msg, size_t len, int binary) {
   rt_stomp_session_feed(data, msg, len);

@@ -251,35 +251,40 @@ static void test_bytewise_input(void **state) {
 
 /* One publish to three subscribers: the body and the shared header block are the same
  * chunks in all three write queues; only the small head differs. */
+/* ack:auto subscribers with the same subscription id share one whole frame per publish
+ * (like raw WebSocket fan-out); a client-ack subscriber gets its own small head (it carries
+ * its ack id) in front of the shared header block, body and NUL. */
 static void test_fanout_shares_the_body(void **state) {
   fix *x = *state;
-  cli *k[3];
-  for (int i = 0; i < 3; i++) {
+  cli *k[4];
+  for (int i = 0; i < 4; i++) {
     k[i] = connected(x);
-    PUT(x, k[i], "SUBSCRIBE\nid:f\ndestination:/topic/fan\nreceipt:ok\n\n\0");
+    if (i < 3) PUT(x, k[i], "SUBSCRIBE\nid:f\ndestination:/topic/fan\nreceipt:ok\n\n\0");
+    else PUT(x, k[i], "SUBSCRIBE\nid:g\nack:client\ndestination:/topic/fan\nreceipt:ok\n\n\0");
     expect(x, k[i], "RECEIPT");
   }
   rt_chunk *body = rt_chunk_copy("shared body", 11);
   char err[128];
-  assert_int_equal(rt_stomp_publish(x->ss, "/topic/fan", body, NULL, NULL, 0, err, sizeof err), 3);
+  assert_int_equal(rt_stomp_publish(x->ss, "/topic/fan", body, NULL, NULL, 0, err, sizeof err), 4);
   /* Not flushed yet: inspect the queues. */
-  rt_chunk *common = NULL;
+  rt_chunk *wire = NULL;
   for (int i = 0; i < 3; i++) {
     rt_outq *q = &k[i]->c->out;
-    assert_int_equal(rt_outq_count(q), 4);  /* head, common, body, NUL */
-    rt_chunk *head = q->v[q->head].chunk;
-    assert_true(head->refs == 1);            /* per delivery */
-    if (!common) common = q->v[q->head + 1].chunk;
-    assert_ptr_equal(q->v[q->head + 1].chunk, common);
-    assert_ptr_equal(q->v[q->head + 2].chunk, body);
-    assert_ptr_equal(q->v[q->head + 3].chunk, x->ss->nul);
+    assert_int_equal(rt_outq_count(q), 1);   /* the whole frame, shared */
+    if (!wire) wire = q->v[q->head].chunk;
+    assert_ptr_equal(q->v[q->head].chunk, wire);
   }
-  assert_int_equal(body->refs, 4);
-  assert_int_equal(common->refs, 3);
+  rt_outq *q = &k[3]->c->out;
+  assert_int_equal(rt_outq_count(q), 4);     /* head, common, body, NUL */
+  assert_true(q->v[q->head].chunk->refs == 1);
+  assert_ptr_equal(q->v[q->head + 2].chunk, body);
+  assert_ptr_equal(q->v[q->head + 3].chunk, x->ss->nul);
+  assert_int_equal(wire->refs, 3);           /* the publish's cache let go of it */
   rt_chunk_unref(body);
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 4; i++) {
     const char *f = expect(x, k[i], "MESSAGE");
     expect_header(f, "\n\nshared body");
+    expect_header(f, i < 3 ? "\nsubscription:f\n" : "\nsubscription:g\n");
     close_cli(k[i]);
   }
 }
