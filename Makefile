@@ -141,6 +141,7 @@ asan:
 
 bench: all
 	@tests/bench/run.sh $(BUILD)
+	@tests/bench/sockjs_run.sh $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -6,11 +6,18 @@
 # (a) WebSocket echo through a Lua handler; the same load against tcp_echo (raw frames)
 #     and npm ws. (b) one publisher fanned out to many subscribers, rtserver vs npm ws.
 # (c) resident memory per idle WebSocket connection, rtserver (and npm ws as a peer).
+# (d) the fan-out of (b) over STOMP (SEND /topic/fan; and SEND /app/fan through a Lua
+#     handler), in the same runs as rtserver's raw fan-out. (e) a STOMP queue with
+#     client-individual acks, over WebSocket and over TCP. (f) the echo of (a) while the
+#     app is reloaded (SIGHUP): added latency, dropped connections, lost messages.
 # Each figure is the median of BENCH_REPEATS runs. Runs are interleaved across servers,
 # and each ratio is the median of the per-run ratios, so that load from elsewhere on the
 # machine hits both sides of a ratio alike. Knobs (env): BENCH_REPEATS, BENCH_SECS,
 # BENCH_WARMUP, BENCH_ECHO_CONNS, BENCH_ECHO_INFLIGHT, BENCH_ECHO_SIZE, BENCH_FAN_SUBS,
-# BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_IDLE_CONNS, BENCH_ONLY ("echo fanout idle").
+# BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_STOMP_APP (1: also the /app path of (d)),
+# BENCH_QUEUE_PRODUCERS, BENCH_QUEUE_CONSUMERS, BENCH_QUEUE_INFLIGHT, BENCH_QUEUE_SIZE,
+# BENCH_RELOADS, BENCH_RELOAD_EVERY, BENCH_IDLE_CONNS,
+# BENCH_ONLY ("echo fanout stomp queue reload idle").
 set -u -o pipefail
 
 BUILD=${1:-build}
@@ -32,7 +39,18 @@ FAN_SUBS=${BENCH_FAN_SUBS:-10000}
 # far inside the server's per-connection output bound (4 MiB by default).
 FAN_WINDOW=${BENCH_FAN_WINDOW:-64}
 FAN_SIZE=${BENCH_FAN_SIZE:-64}
-ONLY=${BENCH_ONLY:-echo fanout idle}
+STOMP_APP=${BENCH_STOMP_APP:-1}
+# The queue: every producer keeps QUEUE_INFLIGHT messages between its SEND and their
+# MESSAGE at a consumer, far below the queue's bound (max_queue_messages, 10,000) and a
+# session's unacknowledged bound (max_unacked, 1024).
+QUEUE_PRODUCERS=${BENCH_QUEUE_PRODUCERS:-4}
+QUEUE_CONSUMERS=${BENCH_QUEUE_CONSUMERS:-4}
+QUEUE_INFLIGHT=${BENCH_QUEUE_INFLIGHT:-64}
+QUEUE_SIZE=${BENCH_QUEUE_SIZE:-64}
+# Reload: 2 x RELOADS slices of RELOAD_EVERY seconds; every other one starts with a SIGHUP.
+RELOADS=${BENCH_RELOADS:-10}
+RELOAD_EVERY=${BENCH_RELOAD_EVERY:-0.2}
+ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle}
 IDLE_WANTED=50000
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -41,13 +59,14 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 # ---- build ---------------------------------------------------------------------------
 mkdir -p "$OUT" || die "cannot create $OUT"
 CFLAGS_BENCH="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow"
-cc $CFLAGS_BENCH -o "$OUT/wsload" "$HERE/wsload.c" "$HERE/wsload_lib.c" -lev || die "wsload did not build"
+cc $CFLAGS_BENCH -o "$OUT/wsload" "$HERE/wsload.c" "$HERE/wsload_net.c" "$HERE/wsload_stomp.c" \
+    "$HERE/wsload_lib.c" -lev || die "wsload did not build"
 cc $CFLAGS_BENCH -o "$OUT/tcp_echo" "$HERE/tcp_echo.c" -lev || die "tcp_echo did not build"
-if [ ! -d "$HERE/node_modules/ws" ]; then
+if (want echo || want fanout || want idle) && [ ! -d "$HERE/node_modules/ws" ]; then
     npm install --prefix "$HERE" --no-audit --no-fund --loglevel=error >/dev/null ||
         die "npm install of ws failed"
 fi
-WS_VERSION=$(node -p "require('$HERE/node_modules/ws/package.json').version")
+WS_VERSION=$(node -p "require('$HERE/node_modules/ws/package.json').version" 2>/dev/null)
 
 # Every child inherits the hard limit: 10,000 subscribers need more than the usual 1024.
 ulimit -n "$(ulimit -Hn)"
@@ -65,7 +84,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # start_server NAME CMD...: starts CMD in the background and waits for its
-# "listening on ...:PORT" line; sets PORT_NAME and PID_NAME (PORT empty on failure).
+# "listening on ...:PORT" line (not rtserver's STOMP over TCP one); sets PORT_NAME and
+# PID_NAME (PORT empty on failure).
 start_server() {
     local name=$1 port="" pid
     shift
@@ -74,7 +94,8 @@ start_server() {
     pid=$!
     PIDS+=("$pid")
     for _ in $(seq 100); do
-        port=$(sed -n 's/.*listening on .*:\([0-9][0-9]*\).*/\1/p' "$OUT/$name.log" | head -1)
+        port=$(grep -v 'STOMP over TCP' "$OUT/$name.log" |
+            sed -n 's/.*listening on .*:\([0-9][0-9]*\).*/\1/p' | head -1)
         [ -n "$port" ] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
@@ -98,6 +119,32 @@ start_rtserver() {
         "$HERE/bench_app.lua"
 }
 start_tcp() { start_server tcp "$OUT/tcp_echo" --port 0; }
+
+# The STOMP app, at info level for its "STOMP over TCP listening on" line. Its rows
+# are named stomp (SEND /topic/fan, queue over WebSocket), stompapp (SEND /app/fan) and
+# stomptcp (queue over TCP): each gets the server's pid and its port.
+start_stomp() {
+    local tcp=""
+    start_server stomp "$RTSERVER" --port 0 --log-level info --idle-timeout 3600 \
+        "$HERE/stomp_bench_app.lua"
+    for _ in $(seq 50); do
+        [ -n "$PORT_stomp" ] || break
+        tcp=$(sed -n 's/.*STOMP over TCP listening on .*:\([0-9][0-9]*\).*/\1/p' \
+            "$OUT/stomp.log" | head -1)
+        [ -n "$tcp" ] && break
+        sleep 0.1
+    done
+    [ -n "$PORT_stomp" ] && [ -z "$tcp" ] && echo "bench: no STOMP over TCP port in $OUT/stomp.log" >&2
+    PORT_stompapp=$PORT_stomp PID_stompapp=$PID_stomp
+    PORT_stomptcp=$tcp PID_stomptcp=$PID_stomp
+}
+
+# The reload test's own rtserver (bench_app.lua, at info level: the log counts the
+# reloads and says how long each took).
+start_reload() {
+    start_server reload "$RTSERVER" --port 0 --log-level info --idle-timeout 3600 \
+        "$HERE/bench_app.lua"
+}
 start_ws() { start_server ws node "$HERE/ws_servers.js" 0; }
 
 # ---- figures -------------------------------------------------------------------------
@@ -110,7 +157,7 @@ field() { # field KEY LINE
 }
 
 median() { # the middle value (the mean of the middle two for an even count); n/a if none
-    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
+    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) print "n/a";
         else if (NR % 2) print v[(NR + 1) / 2];
         else { m = (v[NR / 2] + v[NR / 2 + 1]) / 2; print (m == int(m)) ? m : sprintf("%.2f", m) } }'
@@ -134,6 +181,12 @@ med_ratio() { # med_ratio TEST A B KEY: the median over runs of A's KEY / B's KE
         vals+=("$(ratio "$(field "$4" "${RUNS[$1,$2,$r]:-}")" "$(field "$4" "${RUNS[$1,$3,$r]:-}")")")
     done
     median "${vals[@]}"
+}
+
+maxof() { # maxof TEST SERVER KEY: the largest KEY over the runs (a count that must be 0)
+    local r vals=()
+    for ((r = 1; r <= REPEATS; r++)); do vals+=("$(field "$3" "${RUNS[$1,$2,$r]:-}")"); done
+    printf '%s\n' "${vals[@]}" | grep -E '^[0-9.]+$' | sort -g | tail -1 | grep . || echo n/a
 }
 
 verdict() { # verdict VALUE OP TARGET -> PASS / MISS / n/a
@@ -193,11 +246,19 @@ run_echo() {
     done
 }
 
+# run_fanout SERVERS...: rtserver is raw WebSocket (rt.topic), ws is npm ws, stomp is
+# SEND /topic/fan over STOMP, stompapp is SEND /app/fan through a Lua handler.
 run_fanout() {
-    local r srv line
+    local r srv line proto
     for ((r = 1; r <= REPEATS; r++)); do
-        for srv in rtserver ws; do
-            measure fanout "$srv" "$r" fanout -c "$FAN_SUBS" -s "$FAN_SIZE" \
+        for srv in "$@"; do
+            case $srv in
+            stomp) proto=(--stomp --sub-path /stomp --pub-path /stomp --dest /topic/fan) ;;
+            stompapp) proto=(--stomp --sub-path /stomp --pub-path /stomp --dest /app/fan
+                --sub-dest /topic/fan) ;;
+            *) proto=() ;;
+            esac
+            measure fanout "$srv" "$r" fanout "${proto[@]}" -c "$FAN_SUBS" -s "$FAN_SIZE" \
                 --window "$FAN_WINDOW" -d "$SECS" -w "$WARMUP" \
                 --src-ips $(((FAN_SUBS + 999) / 1000))
             line=${RUNS[fanout,$srv,$r]}
@@ -207,6 +268,39 @@ run_fanout() {
             printf ' subscribers closed %s, deliveries lost %s\n' \
                 "$(field closed "$line" | grep . || echo ?)" "$(field lost "$line" | grep . || echo ?)"
         done
+    done
+}
+
+# ---- (e) STOMP queue and (f) reload --------------------------------------------------
+run_queue() {
+    local r srv line tp
+    for ((r = 1; r <= REPEATS; r++)); do
+        for srv in stomp stomptcp; do
+            tp=(--path /stomp)
+            [ "$srv" = stomptcp ] && tp=(--tcp)
+            measure queue "$srv" "$r" queue "${tp[@]}" -c "$QUEUE_CONSUMERS" \
+                --producers "$QUEUE_PRODUCERS" -k "$QUEUE_INFLIGHT" -s "$QUEUE_SIZE" \
+                -d "$SECS" -w "$WARMUP"
+            line=${RUNS[queue,$srv,$r]}
+            printf '  queue  %-8s run %d/%d: %8s msgs/s, server CPU %s%%, lost %s, STOMP errors %s\n' \
+                "$srv" "$r" "$REPEATS" "$(field msgs_per_s "$line" | grep . || echo n/a)" \
+                "$(field server_cpu_pct "$line" | grep . || echo ?)" \
+                "$(field lost "$line" | grep . || echo ?)" "$(field stomp_errors "$line" | grep . || echo ?)"
+        done
+    done
+}
+
+run_reload() {
+    local r line
+    for ((r = 1; r <= REPEATS; r++)); do
+        measure reload reload "$r" echo -c "$ECHO_CONNS" -k "$ECHO_INFLIGHT" -s "$ECHO_SIZE" \
+            -w "$WARMUP" --hups "$RELOADS" --hup-every "$RELOAD_EVERY"
+        line=${RUNS[reload,reload,$r]}
+        printf '  reload run %d/%d: %s reloads; p99 %s us quiet, %s us reloading;' "$r" \
+            "$REPEATS" "$(field hups "$line" | grep . || echo ?)" \
+            "$(field p99_us "$line" | grep . || echo ?)" "$(field reload_p99_us "$line" | grep . || echo ?)"
+        printf ' closed %s, lost %s\n' "$(field closed "$line" | grep . || echo ?)" \
+            "$(field lost "$line" | grep . || echo ?)"
     done
 }
 
@@ -261,7 +355,7 @@ run_idle() {
 
 # ---- report --------------------------------------------------------------------------
 report_echo() {
-    local srv label r1 r2 c1
+    local srv label r1 r2 c1 lost closed
     printf '\n(a) WebSocket echo: %d connections x %d in flight, %d-byte binary messages\n' \
         "$ECHO_CONNS" "$ECHO_INFLIGHT" "$ECHO_SIZE"
     printf '  %-24s %10s %9s %9s %8s %10s\n' server msgs/s p50_us p99_us "srv CPU" "CPU us/msg"
@@ -281,6 +375,11 @@ report_echo() {
     printf '  msgs/s rtserver / tcp_echo = %-6s target >= 0.70  %s\n' "$r1" "$(verdict "$r1" '>=' 0.70)"
     printf '  msgs/s rtserver / npm ws   = %-6s target >= 2.00  %s\n' "$r2" "$(verdict "$r2" '>=' 2.00)"
     printf '  (server CPU per message, rtserver / tcp_echo = %s; no target)\n' "$c1"
+    for srv in rtserver tcp ws; do
+        lost=$(maxof echo $srv lost) closed=$(maxof echo $srv closed)
+        [ "$lost$closed" = 00 ] || [ "$lost$closed" = n/an/a ] ||
+            echo "  note: $srv lost $lost messages and $closed connections in a run"
+    done
 }
 
 report_fanout() {
@@ -303,6 +402,82 @@ report_fanout() {
     r3=$(med_ratio fanout rtserver ws deliveries_per_s)
     printf '  deliveries/s rtserver / npm ws = %-6s target >= 3.00  %s\n' "$r3" \
         "$(verdict "$r3" '>=' 3.00)"
+}
+
+report_stomp() {
+    local srv label r4 r5 c4 closed lost
+    printf '\n(d) STOMP fan-out: 1 publisher -> %d STOMP subscribers over WebSocket, %d-byte bodies,' \
+        "$FAN_SUBS" "$FAN_SIZE"
+    printf ' window %d (as in (b))\n' "$FAN_WINDOW"
+    printf '  %-24s %12s %10s %10s %8s %12s\n' server deliveries/s p50_us p99_us "srv CPU" \
+        "CPU us/dlvry"
+    for srv in rtserver stomp stompapp; do
+        case $srv in
+        rtserver) label="raw WebSocket, (b)" ;;
+        stomp) label="STOMP SEND /topic/fan" ;;
+        stompapp) label="STOMP SEND /app/fan" ;;
+        esac
+        [ "$srv" = stompapp ] && [ "$STOMP_APP" != 1 ] && continue
+        printf '  %-24s %12s %10s %10s %7s%% %12s\n' "$label" \
+            "$(med fanout $srv deliveries_per_s)" "$(med fanout $srv p50_us)" \
+            "$(med fanout $srv p99_us)" "$(med fanout $srv server_cpu_pct)" \
+            "$(med fanout $srv server_cpu_us_per_msg)"
+        closed=$(med fanout $srv closed) lost=$(med fanout $srv lost)
+        [ "$closed$lost" = 00 ] ||
+            echo "    note: median subscribers closed $closed, deliveries lost $lost per run"
+    done
+    r4=$(med_ratio fanout stomp rtserver deliveries_per_s)
+    c4=$(med_ratio fanout stomp rtserver server_cpu_us_per_msg)
+    printf '  deliveries/s STOMP (/topic) / raw WebSocket = %-6s target >= 0.70  %s\n' "$r4" \
+        "$(verdict "$r4" '>=' 0.70)"
+    if [ "$STOMP_APP" = 1 ]; then
+        r5=$(med_ratio fanout stompapp rtserver deliveries_per_s)
+        printf '  deliveries/s STOMP (/app)   / raw WebSocket = %-6s (no target)\n' "$r5"
+    fi
+    printf '  (server CPU per delivery, STOMP / raw = %s; no target)\n' "$c4"
+}
+
+report_queue() {
+    local srv label
+    printf '\n(e) STOMP queue: %d producers SEND /queue/jobs (%d in flight each), %d consumers' \
+        "$QUEUE_PRODUCERS" "$QUEUE_INFLIGHT" "$QUEUE_CONSUMERS"
+    printf ' with ack:client-individual ACK every MESSAGE; %d-byte bodies\n' "$QUEUE_SIZE"
+    printf '  %-24s %10s %9s %9s %8s %10s %6s\n' transport msgs/s p50_us p99_us "srv CPU" \
+        "CPU us/msg" lost
+    for srv in stomp stomptcp; do
+        label="STOMP over WebSocket"
+        [ "$srv" = stomptcp ] && label="STOMP over TCP"
+        printf '  %-24s %10s %9s %9s %7s%% %10s %6s\n' "$label" "$(med queue $srv msgs_per_s)" \
+            "$(med queue $srv p50_us)" "$(med queue $srv p99_us)" \
+            "$(med queue $srv server_cpu_pct)" "$(med queue $srv server_cpu_us_per_msg)" \
+            "$(maxof queue $srv lost)"
+    done
+    echo "  (messages/s end to end: SEND to MESSAGE at a consumer, each ACKed; no target;" \
+        "lost: the most in any run, after a drain)"
+}
+
+report_reload() {
+    local added closed lost n want ms
+    printf '\n(f) hot reload under load: the echo of (a), %d x %d in flight; %d slices of %ss,' \
+        "$ECHO_CONNS" "$ECHO_INFLIGHT" $((2 * RELOADS)) "$RELOAD_EVERY"
+    printf ' every other one starts with a SIGHUP (%d reloads a run)\n' "$RELOADS"
+    printf '  %-24s %10s %9s %9s %9s\n' slices msgs/s p50_us p99_us max_us
+    printf '  %-24s %10s %9s %9s %9s\n' "quiet" "$(med reload reload msgs_per_s)" \
+        "$(med reload reload p50_us)" "$(med reload reload p99_us)" "$(med reload reload max_us)"
+    printf '  %-24s %10s %9s %9s %9s\n' "starting with a reload" \
+        "$(med reload reload reload_msgs_per_s)" "$(med reload reload reload_p50_us)" \
+        "$(med reload reload reload_p99_us)" "$(med reload reload reload_max_us)"
+    added=$(med reload reload added_p99_us)
+    printf '  added p99 during reloads = %s us (median of per-run differences; no target)\n' "$added"
+    n=$(grep -c 'reloaded .* in' "$OUT/reload.log" 2>/dev/null)
+    want=$((REPEATS * RELOADS))
+    ms=$(median $(sed -n 's/.*reloaded .* in \([0-9.]*\) ms.*/\1/p' "$OUT/reload.log" 2>/dev/null))
+    printf '  reloads logged by the server: %s of %s sent, median %s ms each\n' "${n:-0}" "$want" "$ms"
+    closed=$(maxof reload reload closed) lost=$(maxof reload reload lost)
+    printf '  connections dropped = %-6s target 0  %s   (the most in any run)\n' "$closed" \
+        "$(verdict "$closed" '<=' 0)"
+    printf '  messages lost       = %-6s target 0  %s   (sent, never echoed, after a drain)\n' \
+        "$lost" "$(verdict "$lost" '<=' 0)"
 }
 
 report_idle() {
@@ -330,28 +505,46 @@ report_idle() {
 echo "== rtserver bench: $(nproc) cores shared by the servers and the load generator;" \
     "load average $(cut -d' ' -f1-3 /proc/loadavg) at start"
 
-if want echo || want fanout; then
-    start_rtserver
-    start_tcp
-    start_ws
+FAN_SERVERS=()
+want fanout && FAN_SERVERS+=(rtserver ws)
+want stomp && FAN_SERVERS=(rtserver "${FAN_SERVERS[@]:1}" stomp)  # (d) needs (b)'s rtserver
+want stomp && [ "$STOMP_APP" = 1 ] && FAN_SERVERS+=(stompapp)
+if want echo || want fanout || want stomp || want queue; then
+    want echo || want fanout || want stomp && start_rtserver
+    want echo && start_tcp
+    want echo || want fanout && start_ws
+    want stomp || want queue && start_stomp
     if want echo; then
         echo "-- (a) echo: $ECHO_CONNS connections x $ECHO_INFLIGHT in flight," \
             "$ECHO_SIZE-byte messages, ${SECS}s measured after ${WARMUP}s warm-up"
         run_echo
     fi
-    if want fanout; then
-        echo "-- (b) fan-out: 1 publisher -> $FAN_SUBS subscribers, $FAN_SIZE-byte" \
-            "messages, at most $FAN_WINDOW not yet delivered to all"
-        run_fanout
+    if [ ${#FAN_SERVERS[@]} -gt 0 ]; then
+        echo "-- (b, d) fan-out: 1 publisher -> $FAN_SUBS subscribers, $FAN_SIZE-byte" \
+            "messages, at most $FAN_WINDOW not yet delivered to all: ${FAN_SERVERS[*]}"
+        run_fanout "${FAN_SERVERS[@]}"
     fi
-    stop_server "$PID_rtserver"
-    stop_server "$PID_tcp"
-    stop_server "$PID_ws"
+    if want queue; then
+        echo "-- (e) STOMP queue: $QUEUE_PRODUCERS producers x $QUEUE_INFLIGHT in flight ->" \
+            "$QUEUE_CONSUMERS consumers, client-individual acks, over WebSocket and TCP"
+        run_queue
+    fi
+    for srv in rtserver tcp ws stomp; do
+        pid_var="PID_$srv"
+        stop_server "${!pid_var:-}"
+    done
 fi
 if want idle; then
     echo "-- (c) idle: $IDLE_CONNS WebSocket connections from $IDLE_SRC_IPS source" \
         "addresses (127.0.0.2 and up), a fresh server each run"
     run_idle
+fi
+if want reload; then
+    echo "-- (f) reload: the echo of (a) with $RELOADS SIGHUPs a run, one every" \
+        "$(awk -v t="$RELOAD_EVERY" 'BEGIN { print 2 * t }')s, a fresh rtserver"
+    start_reload
+    run_reload
+    stop_server "$PID_reload"
 fi
 
 echo
@@ -360,4 +553,7 @@ echo "== results: median of $REPEATS runs; a ratio is the median of the per-run 
 want echo && report_echo
 want fanout && report_fanout
 want idle && report_idle
+want stomp && report_stomp
+want queue && report_queue
+want reload && report_reload
 exit 0

@@ -1,6 +1,6 @@
 /*
- * wsload_lib.c — frames, payload stamps, the latency histogram and clocks for wsload.
- * No socket and no loop here: see wsload.h.
+ * wsload_lib.c — WebSocket and STOMP frames, payload stamps, the latency histogram and
+ * clocks for wsload. No socket and no loop here: see wsload.h.
  */
 #define _GNU_SOURCE
 #include "wsload.h"
@@ -158,4 +158,110 @@ void payload_stamp(const struct frame *f, uint64_t *ts, uint64_t *seq)
         head[i] = f->payload[i] ^ (f->masked ? f->mask[i & 3] : 0);
     memcpy(ts, head, 8);
     memcpy(seq, head + 8, 8);
+}
+
+/* The same from unmasked bytes (a STOMP body). */
+void stamp_read(const uint8_t *p, size_t n, uint64_t *ts, uint64_t *seq)
+{
+    uint8_t head[PAYLOAD_MIN] = {0};
+    memcpy(head, p, n < PAYLOAD_MIN ? n : PAYLOAD_MIN);
+    memcpy(ts, head, 8);
+    memcpy(seq, head + 8, 8);
+}
+
+/* ---- STOMP frames ------------------------------------------------------------------ */
+
+/* Parses one frame at p (STOMP 1.2: lines end in LF or CRLF; the body runs for
+ * content-length bytes, else to the first NUL). Returns the bytes used, 0 if the frame
+ * is not all there yet, -1 if it is malformed or its head is over STOMP_HEAD_MAX.
+ * Heart-beat EOLs before a frame come back alone, as a frame with cmd_len 0. */
+long stomp_parse(const uint8_t *p, size_t n, struct sframe *f)
+{
+    size_t i = 0;
+    while (i < n && (p[i] == '\n' || p[i] == '\r'))
+        i++;
+    if (i) {
+        f->cmd_len = 0;
+        return (long)i;
+    }
+    const uint8_t *end = p + n, *line = p, *nl;
+    size_t cl = 0;
+    int have_cl = 0;
+    f->cmd = p;
+    f->head = NULL;
+    for (;;) {
+        if (!(nl = memchr(line, '\n', (size_t)(end - line))))
+            return n > STOMP_HEAD_MAX ? -1 : 0;
+        size_t len = (size_t)(nl - line) - (nl > line && nl[-1] == '\r');
+        if (line == p) {
+            f->cmd_len = len;
+            f->head = nl + 1;
+        } else if (len == 0) {
+            break;
+        } else if (!have_cl && len > 15 && !memcmp(line, "content-length:", 15)) {
+            have_cl = 1;            /* a repeated header: the first one counts */
+            for (size_t k = 15; k < len; k++) {
+                if (line[k] < '0' || line[k] > '9' || cl > WS_MAX_MSG)
+                    return -1;
+                cl = cl * 10 + (size_t)(line[k] - '0');
+            }
+        }
+        line = nl + 1;
+        if ((size_t)(line - p) > STOMP_HEAD_MAX)
+            return -1;
+    }
+    f->head_len = (size_t)(line - f->head);
+    f->body = nl + 1;
+    if (have_cl) {
+        if ((size_t)(end - f->body) < cl + 1)
+            return 0;
+        if (f->body[cl] != 0)
+            return -1;
+        f->body_len = cl;
+    } else {
+        const uint8_t *nul = memchr(f->body, 0, (size_t)(end - f->body));
+        if (!nul)
+            return (size_t)(end - f->body) > WS_MAX_MSG ? -1 : 0;
+        f->body_len = (size_t)(nul - f->body);
+    }
+    return (long)(f->body + f->body_len + 1 - p);
+}
+
+int stomp_is(const struct sframe *f, const char *cmd)
+{
+    size_t n = strlen(cmd);
+    return f->cmd_len == n && !memcmp(f->cmd, cmd, n);
+}
+
+/* The value of the first header called name (not unescaped), or NULL. */
+const uint8_t *stomp_header(const struct sframe *f, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    const uint8_t *p = f->head, *end = f->head + f->head_len;
+    while (p < end) {
+        const uint8_t *e = memchr(p, '\n', (size_t)(end - p));
+        if (!e)
+            e = end;
+        size_t ll = (size_t)(e - p) - (e > p && e[-1] == '\r');
+        if (ll > nl && p[nl] == ':' && !memcmp(p, name, nl)) {
+            *len = ll - nl - 1;
+            return p + nl + 1;
+        }
+        p = e + 1;
+    }
+    return NULL;
+}
+
+/* Writes head (the command and header lines, each ending in LF), content-length, the
+ * blank line, body and the NUL to dst; returns the length. dst must hold len + strlen(head)
+ * + 32 bytes. */
+size_t stomp_frame(uint8_t *dst, const char *head, const uint8_t *body, size_t len)
+{
+    size_t hl = strlen(head);
+    memcpy(dst, head, hl);
+    hl += (size_t)sprintf((char *)dst + hl, "content-length:%zu\n\n", len);
+    if (len)
+        memcpy(dst + hl, body, len);
+    dst[hl + len] = 0;
+    return hl + len + 1;
 }
