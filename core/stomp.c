@@ -100,6 +100,7 @@ void rt_stomp_server_free(rt_stomp_server *ss) {
     left = ss->sessions.count;
   }
   rt_stomp_queues_free(ss);
+  rt_stomp_prefixes_free(ss);
   rt_map_free(&ss->sessions);
   rt_chunk_unref(ss->nul);
   rt_chunk_unref(ss->eol);

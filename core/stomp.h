@@ -137,6 +137,7 @@ struct rt_stomp_server {
   rt_stomp_hooks hooks;
   rt_map sessions;            /* decimal conn id -> session */
   rt_map queues;              /* name -> rt_stomp_queue */
+  rt_map prefixes;            /* subscription id -> its shared "MESSAGE\nsubscription:" chunk */
   size_t queued_bytes;
   uint64_t next_msg_id;
   rt_chunk *nul, *eol;        /* the frame terminator and a heart-beat, shared */
@@ -153,6 +154,7 @@ rt_stomp_server *rt_stomp_server_new(rt_server *srv, const rt_stomp_config *cfg,
 /* New settings for new sessions (existing ones keep what they negotiated). */
 void rt_stomp_server_configure(rt_stomp_server *ss, const rt_stomp_config *cfg);
 void rt_stomp_server_free(rt_stomp_server *ss);
+void rt_stomp_prefixes_free(rt_stomp_server *ss);
 rt_stomp_session *rt_stomp_server_session(rt_stomp_server *ss, uint64_t conn_id);
 
 /* Which kind of destination d is, by prefix. */

@@ -168,10 +168,6 @@ static void wires_free(void *p) {
   free(wc);
 }
 
-static int same_prefix(const rt_chunk *a, const rt_chunk *b) {
-  return a == b || (a->len == b->len && memcmp(a->data, b->data, a->len) == 0);
-}
-
 static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
   const rt_stomp_transport *tp = sub->s->tp;
   int text = m->stomp_text && sub->prefix_text;
@@ -182,7 +178,7 @@ static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
     m->stomp_wires_free = wires_free;
   }
   for (int i = 0; i < wc->n; i++)
-    if (wc->e[i].tp == tp && wc->e[i].text == text && same_prefix(wc->e[i].prefix, sub->prefix))
+    if (wc->e[i].prefix == sub->prefix && wc->e[i].tp == tp && wc->e[i].text == text)
       return wc->e[i].wire;
   if (wc->n == WIRE_CACHE) return NULL;
   char ids[40];
@@ -480,15 +476,56 @@ static int user_key(const rt_stomp_config *cfg, const char *user, const char *re
   return 0;
 }
 
+/* "MESSAGE\nsubscription:<id>\n". Interned by id: subscriptions with the same id share
+ * one chunk, so the fan-out cache tells them apart by pointer, without reading them. */
+typedef struct shared_prefix {
+  rt_chunk *chunk;
+  int users;  /* subscriptions using it; the entry goes with the last */
+} shared_prefix;
+
 static int build_prefix(rt_stomp_sub *sub) {
-  rt_stomp_buf *b = &sub->s->scratch;
-  rt_stomp_header h = rt_stomp_hdr("subscription", sub->id);
-  rt_stomp_buf_reset(b);
-  if (rt_stomp_write_head(b, RT_STOMP_CMD_MESSAGE, &h, 1, 0, NULL, 0) < 0) return -1;
-  sub->prefix = rt_chunk_copy(b->data, b->len - 1);  /* without the blank line */
-  if (!sub->prefix) return -1;
+  rt_stomp_server *ss = sub->s->ss;
+  shared_prefix *sp = rt_map_get(&ss->prefixes, sub->id);
+  if (!sp) {
+    rt_stomp_buf *b = &sub->s->scratch;
+    rt_stomp_header h = rt_stomp_hdr("subscription", sub->id);
+    rt_stomp_buf_reset(b);
+    if (rt_stomp_write_head(b, RT_STOMP_CMD_MESSAGE, &h, 1, 0, NULL, 0) < 0) return -1;
+    if (!(sp = calloc(1, sizeof *sp))) return -1;
+    sp->chunk = rt_chunk_copy(b->data, b->len - 1);  /* without the blank line */
+    if (!sp->chunk || rt_map_put(&ss->prefixes, sub->id, sp) < 0) {
+      rt_chunk_unref(sp->chunk);
+      free(sp);
+      return -1;
+    }
+  }
+  sp->users++;
+  sub->prefix = rt_chunk_ref(sp->chunk);
   sub->prefix_text = chunk_text(sub->prefix);
   return 0;
+}
+
+static void prefix_release(rt_stomp_server *ss, rt_stomp_sub *sub) {
+  if (!sub->prefix) return;
+  shared_prefix *sp = rt_map_get(&ss->prefixes, sub->id);
+  if (sp && sp->chunk == sub->prefix && --sp->users == 0) {
+    rt_map_remove(&ss->prefixes, sub->id);
+    rt_chunk_unref(sp->chunk);
+    free(sp);
+  }
+  rt_chunk_unref(sub->prefix);
+  sub->prefix = NULL;
+}
+
+void rt_stomp_prefixes_free(rt_stomp_server *ss) {
+  const char *k;
+  void *v;
+  for (size_t i = 0; rt_map_next(&ss->prefixes, &i, &k, &v);) {
+    shared_prefix *sp = v;
+    rt_chunk_unref(sp->chunk);
+    free(sp);
+  }
+  rt_map_free(&ss->prefixes);
 }
 
 int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen) {
@@ -530,8 +567,8 @@ nomem:
   return -1;
 }
 
-static void sub_free(rt_stomp_sub *sub) {
-  rt_chunk_unref(sub->prefix);
+static void sub_free(rt_stomp_server *ss, rt_stomp_sub *sub) {
+  prefix_release(ss, sub);
   free(sub->id);
   free(sub->dest);
   free(sub);
@@ -562,7 +599,7 @@ void rt_stomp_sub_end(rt_stomp_sub *sub) {
     q->pins--;
     queue_pump(s->ss, q);
   }
-  sub_free(sub);
+  sub_free(s->ss, sub);
 }
 
 void rt_stomp_session_drop_subs(rt_stomp_session *s) {
@@ -582,7 +619,7 @@ void rt_stomp_session_drop_subs(rt_stomp_session *s) {
       sub->queue->pins--;
       queue_pump(s->ss, sub->queue);
     }
-    sub_free(sub);
+    sub_free(s->ss, sub);
   }
   s->nsubs = 0;
 }
