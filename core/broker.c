@@ -183,6 +183,23 @@ void rt_broker_drop_conn(rt_broker *b, rt_conn *c) {
   }
 }
 
+/* Subscribers live all over the heap: with ten thousand of them a walk is a chain of
+ * cache misses. Each step asks for memory the next deliveries will read, at three
+ * depths, each reading only lines the previous step asked for (prefetching never faults,
+ * and unlinked subscribers stay allocated until the walk ends). */
+static inline void prefetch_ahead(const rt_sub *s) {
+  const rt_sub *n1 = s->next, *n2 = n1 ? n1->next : NULL;
+  if (n2) {
+    __builtin_prefetch(n2->next);
+    __builtin_prefetch(n2->data);
+    __builtin_prefetch(n2->conn);
+  }
+  if (n1) {
+    if (n1->prefetch) n1->prefetch(n1);
+    else if (n1->conn) __builtin_prefetch(n1->conn->pstate);
+  }
+}
+
 static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
   long n = 0;
   for (rt_sub *s = t->head, *next; s; s = next) {
@@ -190,6 +207,7 @@ static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
      * next pointer valid until the loop ends. */
     next = s->next;
     if (s->dead) continue;
+    prefetch_ahead(s);
     s->deliver(s, m);
     n++;
   }

@@ -53,6 +53,8 @@ struct rt_sub {
   rt_conn *conn;
   rt_deliver_fn deliver;
   void *data;             /* the subscriber's own state (a STOMP subscription, ...) */
+  /* Optional: touch (prefetch) what deliver will read, a delivery ahead of it. */
+  void (*prefetch)(const rt_sub *s);
   rt_sub *prev, *next;    /* in the topic */
   rt_sub *conn_next;      /* in the connection's list */
   rt_sub *grave_next;     /* in the topic's graveyard (next stays valid for the walk) */

@@ -200,6 +200,12 @@ static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
   return wire;
 }
 
+static void prefetch_sub(const rt_sub *bs) {
+  const rt_stomp_sub *sub = bs->data;
+  __builtin_prefetch(sub->s);
+  __builtin_prefetch(bs->conn->pstate);
+}
+
 static void deliver_topic(rt_sub *bs, rt_msg *m) {
   rt_stomp_sub *sub = bs->data;
   rt_stomp_session *s = sub->s;
@@ -537,6 +543,7 @@ int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen) {
     sub->bsub = strchr(sub->dest, '*')
                     ? rt_broker_subscribe_pattern(b, sub->dest, s->conn, deliver_topic, sub)
                     : rt_broker_subscribe(b, sub->dest, s->conn, deliver_topic, sub);
+    if (sub->bsub) sub->bsub->prefetch = prefetch_sub;
     if (!sub->bsub) goto nomem;
   } else if (sub->kind == RT_STOMP_DEST_USER) {
     /* "/user/queue/x" is this user's own "/user/<name>/queue/x"; an anonymous session
