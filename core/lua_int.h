@@ -23,10 +23,12 @@ struct rt_lua {
   uint64_t current_owner;  /* the connection the running coroutine serves */
   rt_timer *timers;        /* every live timer, so free can stop them */
   /* Coroutines that finished cleanly, ready for the next event: creating a thread per
-   * WebSocket message costs an allocation and GC work; reuse costs a registry slot. */
+   * WebSocket message costs an allocation and GC work. Each pooled thread stays anchored
+   * in a registry table at a fixed slot, so taking and returning one is two array ops. */
+  int pool_table;           /* registry ref: pool_table[slot + 1] = pool[slot] */
   lua_State *pool[64];
-  int pool_refs[64];
-  int npool;
+  int free_slots[64], nfree, nslots;
+  int pending[256], npending;  /* slot of each coroutine prepared, not yet started (-1: new) */
   /* Dispatch functions by the address of the name a call site passes (always a string
    * literal): a pointer compare instead of interning the name on every event. */
   struct { const char *name; int ref; } fns[24];

@@ -91,6 +91,8 @@ rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen) {
   }
   lua_getfield(L, -1, "_dispatch");
   lx->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);
+  lx->pool_table = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   return lx;
 }
@@ -122,15 +124,16 @@ int rt_lua_load_app(rt_lua *lx, const char *path, char *err, size_t errlen) {
 lua_State *rt_lua_prepare(rt_lua *lx, const char *name) {
   lua_State *L = lx->L;
   lua_State *co;
-  /* The thread stays on L's stack (anchored) until rt_lua_start takes it off. */
-  if (lx->npool) {
-    lx->npool--;
-    co = lx->pool[lx->npool];
-    lua_rawgeti(L, LUA_REGISTRYINDEX, lx->pool_refs[lx->npool]);
-    luaL_unref(L, LUA_REGISTRYINDEX, lx->pool_refs[lx->npool]);
+  int slot = -1;
+  if (lx->nfree && lx->npending < (int)(sizeof lx->pending / sizeof lx->pending[0])) {
+    slot = lx->free_slots[--lx->nfree];
+    co = lx->pool[slot];
   } else {
-    co = lua_newthread(L);
+    co = lua_newthread(L);  /* stays on L's stack (anchored) until rt_lua_start */
   }
+  /* prepare/start pairs nest like calls: a stack says which slot each one took. */
+  if (lx->npending < (int)(sizeof lx->pending / sizeof lx->pending[0])) lx->pending[lx->npending] = slot;
+  lx->npending++;
   for (int i = 0; i < lx->nfns; i++)
     if (lx->fns[i].name == name) {
       lua_rawgeti(co, LUA_REGISTRYINDEX, lx->fns[i].ref);
@@ -173,14 +176,35 @@ void rt_lua_resume(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
 }
 
 void rt_lua_start(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
+  lua_State *L = lx->L;
+  lx->npending--;
+  int slot = lx->npending < (int)(sizeof lx->pending / sizeof lx->pending[0]) ? lx->pending[lx->npending] : -1;
   int st = run(lx, co, nargs, owner);
-  if (st == 0 && lx->npool < (int)(sizeof lx->pool / sizeof lx->pool[0])) {
-    lua_settop(co, 0);
-    lx->pool[lx->npool] = co;
-    lx->pool_refs[lx->npool++] = luaL_ref(lx->L, LUA_REGISTRYINDEX);  /* pops the thread */
+  if (slot >= 0) {
+    if (st != 0) {
+      /* It waits (whoever woke it later holds it) or it died: the slot gets a new thread. */
+      lua_rawgeti(L, LUA_REGISTRYINDEX, lx->pool_table);
+      lx->pool[slot] = lua_newthread(L);
+      lua_rawseti(L, -2, slot + 1);
+      lua_pop(L, 1);
+    } else {
+      lua_settop(co, 0);
+    }
+    lx->free_slots[lx->nfree++] = slot;
     return;
   }
-  lua_pop(lx->L, 1);  /* the thread rt_lua_prepare left on L */
+  /* A new thread, on L's top. Keep it for the next events if it finished cleanly. */
+  if (st == 0 && lx->nslots < (int)(sizeof lx->pool / sizeof lx->pool[0])) {
+    lua_settop(co, 0);
+    slot = lx->nslots++;
+    lx->pool[slot] = co;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lx->pool_table);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, slot + 1);
+    lua_pop(L, 1);
+    lx->free_slots[lx->nfree++] = slot;
+  }
+  lua_pop(L, 1);
 }
 
 rt_lua *rt_lua_of(lua_State *L) { return rt_lua_server(L)->lua; }
