@@ -26,6 +26,7 @@ int rt_buf_reserve(rt_buf *b, size_t extra) {
 }
 
 int rt_buf_append(rt_buf *b, const void *p, size_t n) {
+  if (n == 0) return 0;  /* an empty buffer may have no memory: no memcpy to NULL */
   if (rt_buf_reserve(b, n) < 0) return -1;
   memcpy(rt_buf_end(b), p, n);
   b->len += n;

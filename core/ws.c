@@ -36,6 +36,12 @@ typedef struct rt_ws {
   int pinged;         /* a keepalive ping is out and unanswered */
   int close_code;     /* what the peer sent, for the app */
   rt_ws_sink sink;    /* when set, messages go here instead of the app */
+  /* wslay runs without buffering data messages (it still checks sizes, UTF-8 and the
+   * fragmentation rules, and buffers control frames): we gather a message's payload
+   * here, in a buffer reused from one message to the next, instead of wslay's
+   * allocation per frame and copy per message. */
+  rt_buf msg;
+  int frame_is_data;
   char close_reason[124];
 } rt_ws;
 
@@ -94,6 +100,36 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
   return (ssize_t)len;
 }
 
+/* RFC 6455 7.1.7 "fail the WebSocket connection": the close frame, then no more reading,
+ * so the TCP connection ends once the frame is out instead of waiting for the peer. */
+static void fail_connection(rt_ws *w, int code, const char *reason) {
+  rt_ws_close(w->conn, code, reason);
+  if (w->ctx) wslay_event_shutdown_read(w->ctx);
+}
+
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *arg, void *ud) {
+  rt_ws *w = ud;
+  w->frame_is_data = arg->opcode <= WSLAY_BINARY_FRAME;
+  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) w->msg.len = w->msg.off = 0;
+  /* Without buffering wslay checks frames, not whole messages, against the limit: the
+   * fragments of one message count together here. */
+  if (w->frame_is_data && !w->close_started && w->msg.len + arg->payload_length > w->max_message) {
+    rt_info(&w->conn->srv->log, "%s: WebSocket message over %zu bytes; closing 1009", w->conn->peer,
+            w->max_message);
+    fail_connection(w, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
+  }
+}
+
+static void on_frame_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *arg, void *ud) {
+  rt_ws *w = ud;
+  /* wslay has checked the message stays under max_recv_msg_length before we see it. */
+  if (w->frame_is_data && !w->dead && !w->close_started &&
+      rt_buf_append(&w->msg, arg->data, arg->data_length) < 0)
+    fail_connection(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *ud) {
   rt_ws *w = ud;
@@ -102,20 +138,20 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
   w->pinged = 0;
   switch (arg->opcode) {
     case WSLAY_TEXT_FRAME:
-      if (!rt_utf8_valid(arg->msg, arg->msg_length)) {
-        rt_info(&c->srv->log, "%s: invalid UTF-8 in a text message; closing 1007", c->peer);
-        rt_ws_close(c, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
-        return;
-      }
-      /* fallthrough */
-    case WSLAY_BINARY_FRAME:
+    case WSLAY_BINARY_FRAME: {
+      /* wslay validated UTF-8 (1007 otherwise) across all the fragments. */
       if (w->close_started) return;
+      const uint8_t *data = w->msg.len ? rt_buf_start(&w->msg) : (const uint8_t *)"";
+      size_t len = w->msg.len;
       c->srv->metrics.msgs_in++;
       if (w->sink.on_message)
-        w->sink.on_message(c, w->sink.data, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+        w->sink.on_message(c, w->sink.data, data, len, arg->opcode == WSLAY_BINARY_FRAME);
       else
-        rt_app_ws_message(c->srv, c, arg->msg, arg->msg_length, arg->opcode == WSLAY_BINARY_FRAME);
+        rt_app_ws_message(c->srv, c, data, len, arg->opcode == WSLAY_BINARY_FRAME);
+      /* A big message does not pin its buffer for the life of the connection. */
+      if (!w->dead && w->msg.cap > 65536) rt_buf_free(&w->msg);
       break;
+    }
     case WSLAY_CONNECTION_CLOSE:
       w->close_code = arg->status_code ? arg->status_code : 1005;
       if (arg->msg_length > 2) {
@@ -146,6 +182,7 @@ static void settle(rt_conn *c, rt_ws *w) {
 
 static void free_ws(rt_ws *w) {
   if (w->ctx) wslay_event_context_free(w->ctx);
+  rt_buf_free(&w->msg);
   free(w);
 }
 
@@ -204,6 +241,7 @@ static void on_tick(rt_conn *c, double idle) {
       wslay_event_get_read_enabled(w->ctx) && wslay_event_get_write_enabled(w->ctx)) {
     wslay_event_context_free(w->ctx);
     w->ctx = NULL;
+    rt_buf_free(&w->msg);
   }
 }
 
@@ -256,12 +294,16 @@ int rt_ws_is_ws(const rt_conn *c) { return c->proto == &ws_proto; }
 
 static wslay_event_context_ptr ctx_get(rt_ws *w) {
   if (w->ctx) return w->ctx;
-  static const struct wslay_event_callbacks cbs = {.recv_callback = recv_cb, .send_callback = send_cb,
-                                                   .on_msg_recv_callback = on_msg};
+  static const struct wslay_event_callbacks cbs = {
+      .recv_callback = recv_cb, .send_callback = send_cb,
+      .on_frame_recv_start_callback = on_frame_start,
+      .on_frame_recv_chunk_callback = on_frame_chunk,
+      .on_msg_recv_callback = on_msg};
   if (wslay_event_context_server_init(&w->ctx, &cbs, w) != 0) {
     w->ctx = NULL;
     return NULL;
   }
+  wslay_event_config_set_no_buffering(w->ctx, 1);
   wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
   return w->ctx;
 }
