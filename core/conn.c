@@ -245,22 +245,40 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
       return;
     }
   }
+  /* Most reads are consumed whole by the protocol: a connection with nothing pending
+   * reads into the server's scratch buffer and only keeps (copies) what is left over.
+   * No allocation per read, and idle connections hold no read buffer at all. */
+  rt_server *srv = c->srv;
+  int scratch = c->in.cap == 0 && !srv->read_scratch_busy;
+  if (scratch) {
+    c->in = srv->read_scratch;
+    srv->read_scratch_busy = 1;
+  }
   if (rt_buf_reserve(&c->in, READ_CHUNK) < 0) {
     rt_conn_close(c);
-    return;
+  } else {
+    ssize_t n = read(c->fd, rt_buf_end(&c->in), c->in.cap - c->in.off - c->in.len);
+    if (n > 0) {
+      c->in.len += (size_t)n;
+      c->last_active = ev_now(loop);
+      if (c->proto->on_read) c->proto->on_read(c);
+    } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+      if (n < 0) rt_debug(&srv->log, "%s: read: %s", c->peer, strerror(errno));
+      rt_conn_close(c);
+    }
   }
-  ssize_t n = read(c->fd, rt_buf_end(&c->in), c->in.cap - c->in.off - c->in.len);
-  if (n <= 0) {
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n < 0) rt_debug(&c->srv->log, "%s: read: %s", c->peer, strerror(errno));
-    rt_conn_close(c);
-    return;
+  if (scratch) {
+    rt_buf taken = c->in;
+    memset(&c->in, 0, sizeof c->in);
+    if (!c->closing && taken.len && rt_buf_append(&c->in, rt_buf_start(&taken), taken.len) < 0)
+      rt_conn_close(c);
+    taken.len = taken.off = 0;
+    srv->read_scratch = taken;
+    srv->read_scratch_busy = 0;
+  } else if (!c->closing && c->in.len == 0) {
+    /* Idle connections keep no read buffer: that is most of their memory. */
+    rt_buf_free(&c->in);
   }
-  c->in.len += (size_t)n;
-  c->last_active = ev_now(loop);
-  if (c->proto->on_read) c->proto->on_read(c);
-  /* Idle connections keep no read buffer: that is most of their memory. */
-  if (!c->closing && c->in.len == 0) rt_buf_free(&c->in);
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {

@@ -211,6 +211,7 @@ void rt_server_free(rt_server *srv) {
   ev_ref(srv->loop);
   ev_prepare_stop(srv->loop, &srv->flush_watcher);
   rt_metrics_free(srv);
+  rt_buf_free(&srv->read_scratch);
   free(srv->slots);
   free(srv->slot_gen);
   free(srv->free_slots);

@@ -39,6 +39,8 @@ struct rt_server {
   int nconns;
 
   ev_prepare flush_watcher;
+  rt_buf read_scratch;     /* connections read here first (conn.c) */
+  int read_scratch_busy;
   rt_conn *flush_list;
   rt_conn *dead_list;
 
