@@ -848,26 +848,3 @@ void rt_grpc_h2c_down(rt_grpc_client *cli, rt_h2c *h, const char *why) {
     call_finish(c, RT_GRPC_STATUS_UNAVAILABLE, "%s", why);
   }
 }
-
-/* ---- status mappings -----------------------------------------------------------------------*/
-
-int rt_grpc_status_from_http(int s) {
-  switch (s) {
-    case 400: return RT_GRPC_STATUS_INTERNAL;
-    case 401: return RT_GRPC_STATUS_UNAUTHENTICATED;
-    case 403: return RT_GRPC_STATUS_PERMISSION_DENIED;
-    case 404: return RT_GRPC_STATUS_UNIMPLEMENTED;
-    case 429: case 502: case 503: case 504: return RT_GRPC_STATUS_UNAVAILABLE;
-    default: return RT_GRPC_STATUS_UNKNOWN;
-  }
-}
-
-int rt_grpc_status_from_h2(uint32_t e) {
-  switch (e) {
-    case NGHTTP2_REFUSED_STREAM: return RT_GRPC_STATUS_UNAVAILABLE;
-    case NGHTTP2_CANCEL: return RT_GRPC_STATUS_CANCELLED;
-    case NGHTTP2_ENHANCE_YOUR_CALM: return RT_GRPC_STATUS_RESOURCE_EXHAUSTED;
-    case NGHTTP2_INADEQUATE_SECURITY: return RT_GRPC_STATUS_PERMISSION_DENIED;
-    default: return RT_GRPC_STATUS_INTERNAL;
-  }
-}

@@ -188,9 +188,4 @@ void rt_grpc_call_on_close(rt_grpc_call *c, uint32_t h2_error);
  * there is nothing yet (the stream waits for rt_h2c_resume). */
 ssize_t rt_grpc_call_read_body(rt_grpc_call *c, uint8_t *buf, size_t len, int *eof);
 
-/* Maps an HTTP status without grpc-status (spec: http-grpc-status-mapping.md) and an
- * RST_STREAM error code to gRPC status codes. */
-int rt_grpc_status_from_http(int http_status);
-int rt_grpc_status_from_h2(uint32_t h2_error);
-
 #endif

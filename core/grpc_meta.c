@@ -381,3 +381,25 @@ int rt_grpc_accept_encoding_format(unsigned mask, char *out, size_t outlen) {
   }
   return (int)o;
 }
+
+int rt_grpc_status_from_http(int s) {
+  switch (s) {
+    case 400: return RT_GRPC_STATUS_INTERNAL;
+    case 401: return RT_GRPC_STATUS_UNAUTHENTICATED;
+    case 403: return RT_GRPC_STATUS_PERMISSION_DENIED;
+    case 404: return RT_GRPC_STATUS_UNIMPLEMENTED;
+    case 429: case 502: case 503: case 504: return RT_GRPC_STATUS_UNAVAILABLE;
+    default: return RT_GRPC_STATUS_UNKNOWN;
+  }
+}
+
+int rt_grpc_status_from_h2(uint32_t e) {
+  enum { REFUSED_STREAM = 7, CANCEL = 8, ENHANCE_YOUR_CALM = 11, INADEQUATE_SECURITY = 12 };
+  switch (e) {
+    case REFUSED_STREAM: return RT_GRPC_STATUS_UNAVAILABLE;
+    case CANCEL: return RT_GRPC_STATUS_CANCELLED;
+    case ENHANCE_YOUR_CALM: return RT_GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case INADEQUATE_SECURITY: return RT_GRPC_STATUS_PERMISSION_DENIED;
+    default: return RT_GRPC_STATUS_INTERNAL;
+  }
+}

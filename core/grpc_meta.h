@@ -144,4 +144,10 @@ int rt_grpc_accept_encoding_format(unsigned mask, char *out, size_t outlen);
 int rt_grpc_list_next(const char *s, size_t len, size_t *pos, const char **item,
                       size_t *itemlen);
 
+/* The status a client reports when the answer is not gRPC: an HTTP status other than 200
+ * (the table of the gRPC HTTP/2 spec), or a stream reset with an HTTP/2 error code
+ * (RFC 9113 7; REFUSED_STREAM may be retried, so UNAVAILABLE). */
+int rt_grpc_status_from_http(int http_status);
+int rt_grpc_status_from_h2(uint32_t h2_error);
+
 #endif

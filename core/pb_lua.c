@@ -334,6 +334,20 @@ static void budget_free(void *data, void *p) {
   free(p);  /* the budget counts what was ever allocated, not what is live */
 }
 
+/* The walk raised: our own error (c->code and c->err say what), or one from Lua itself,
+ * which only allocation failure can cause there. Pops the error value. */
+static int pcall_failed(lua_State *L, pb_ctx *c, const ProtobufCMessageDescriptor *d, char *err,
+                        size_t errlen) {
+  int rc = c->code;
+  if (rc) snprintf(err, errlen, "%s", c->err);
+  else {
+    snprintf(err, errlen, "%s: %s", d->name, lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
+    rc = RT_PB_ENOMEM;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
 int rt_pb_lua_decode_ex(lua_State *L, const ProtobufCMessageDescriptor *d, const uint8_t *data,
                         size_t len, const rt_pb_lua_opts *opts, char *err, size_t errlen) {
   char scratch[8];
@@ -381,17 +395,7 @@ int rt_pb_lua_decode_ex(lua_State *L, const ProtobufCMessageDescriptor *d, const
   lua_rawgeti(L, -1, PB_H_DECODE);
   lua_insert(L, -2);
   lua_pushlightuserdata(L, c);
-  if (lua_pcall(L, 2, 1, 0) != 0) {
-    if (c->code) {
-      snprintf(err, errlen, "%s", c->err);
-      rc = c->code;
-    } else {
-      snprintf(err, errlen, "%s: %s", d->name,
-               lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
-      rc = RT_PB_ENOMEM;
-    }
-    lua_pop(L, 1);
-  }
+  if (lua_pcall(L, 2, 1, 0) != 0) rc = pcall_failed(L, c, d, err, errlen);
   rt_pb_arena_free(&c->arena);
   protobuf_c_message_free_unpacked(msg, &alloc);
   return rc;
@@ -436,15 +440,7 @@ int rt_pb_lua_encode_ex(lua_State *L, int table_index, const ProtobufCMessageDes
   lua_pushvalue(L, table_index);
   lua_pushlightuserdata(L, c);
   if (lua_pcall(L, 3, 0, 0) != 0) {
-    if (c->code) {
-      snprintf(err, errlen, "%s", c->err);
-      rc = c->code;
-    } else {
-      snprintf(err, errlen, "%s: %s", d->name,
-               lua_isstring(L, -1) ? lua_tostring(L, -1) : "Lua error");
-      rc = RT_PB_ENOMEM;
-    }
-    lua_pop(L, 1);
+    rc = pcall_failed(L, c, d, err, errlen);
     goto done;
   }
   size_t n = protobuf_c_message_get_packed_size(c->out_msg);

@@ -13,39 +13,21 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
+from protos import load_messages  # noqa: E402
 from server import SLOW, Server  # noqa: E402
 
 PROTO = os.path.join(HERE, "..", "..", "proto", "user.proto")
 
 
-def load_messages(proto):
-    """Message classes from a descriptor set protoc makes now (no grpcio-tools here)."""
-    with tempfile.NamedTemporaryFile(suffix=".pb") as out:
-        subprocess.run(["protoc", "--include_imports", "--descriptor_set_out=" + out.name,
-                        "-I", os.path.dirname(proto), proto], check=True)
-        fds = descriptor_pb2.FileDescriptorSet.FromString(open(out.name, "rb").read())
-    pool = descriptor_pool.DescriptorPool()
-    for f in fds.file:
-        pool.Add(f)
-    factory = message_factory.MessageFactory(pool)
-
-    def cls(name):
-        d = pool.FindMessageTypeByName(name)
-        get = getattr(message_factory, "GetMessageClass", None)
-        return get(d) if get else factory.GetPrototype(d)
-    return cls
 
 
 M = load_messages(PROTO)

@@ -5,38 +5,21 @@ import concurrent.futures
 import http.client
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 
 import grpc
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
+from protos import load_messages  # noqa: E402
 from server import SLOW, Server  # noqa: E402
 from wsraw import TEXT, connect  # noqa: E402
 
 PROTO = os.path.join(HERE, "..", "..", "proto", "log.proto")
 
 
-def load_messages(proto):
-    with tempfile.NamedTemporaryFile(suffix=".pb") as out:
-        subprocess.run(["protoc", "--include_imports", "--descriptor_set_out=" + out.name,
-                        "-I", os.path.dirname(proto), proto], check=True)
-        fds = descriptor_pb2.FileDescriptorSet.FromString(open(out.name, "rb").read())
-    pool = descriptor_pool.DescriptorPool()
-    for f in fds.file:
-        pool.Add(f)
-    factory = message_factory.MessageFactory(pool)
-
-    def cls(name):
-        d = pool.FindMessageTypeByName(name)
-        get = getattr(message_factory, "GetMessageClass", None)
-        return get(d) if get else factory.GetPrototype(d)
-    return cls
 
 
 M = load_messages(PROTO)

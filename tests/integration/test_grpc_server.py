@@ -5,9 +5,7 @@ runtime builds the message classes from it; calls go through channel.unary_unary
 """
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -17,25 +15,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 from server import ROOT, SLOW, Server  # noqa: E402
 
 import grpc  # noqa: E402
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # noqa: E402
+from protos import load_messages  # noqa: E402
 
 
-def load_messages():
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "user.pb")
-        subprocess.run(["protoc", "-I", os.path.join(ROOT, "proto"), "--include_imports",
-                        "--descriptor_set_out=" + out, "user.proto"], check=True)
-        with open(out, "rb") as f:
-            fds = descriptor_pb2.FileDescriptorSet.FromString(f.read())
-    pool = descriptor_pool.DescriptorPool()
-    for fd in fds.file:
-        pool.Add(fd)
-    factory = message_factory.MessageFactory(pool)
-    return {name: factory.GetPrototype(pool.FindMessageTypeByName("user." + name))
+def load_user_messages():
+    cls = load_messages(os.path.join(ROOT, "proto", "user.proto"))
+    return {name: cls("user." + name)
             for name in ("User", "GetUserRequest", "Empty", "Summary", "Message")}
 
 
-M = load_messages()
+M = load_user_messages()
 
 
 def method(channel, kind, name, req, resp):
