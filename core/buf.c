@@ -68,6 +68,7 @@ rt_chunk *rt_chunk_new_cap(size_t len, size_t cap) {
   c->refs = 1;
   c->len = len;
   c->cap = cap;
+  c->pool = NULL;
   return c;
 }
 
@@ -80,7 +81,45 @@ rt_chunk *rt_chunk_copy(const void *p, size_t len) {
 }
 
 void rt_chunk_unref(rt_chunk *c) {
-  if (c && --c->refs == 0) free(c);
+  if (!c || --c->refs) return;
+  rt_chunk_pool *p = c->pool;
+  if (p && p->nspare < p->max_spare) {
+    memcpy(c->data, &p->spare, sizeof p->spare);
+    p->spare = c;
+    p->nspare++;
+    return;
+  }
+  free(c);
+}
+
+void rt_chunk_pool_init(rt_chunk_pool *p, size_t cap, size_t max_spare) {
+  /* The free list is linked through the data: room for a pointer at least. */
+  if (cap < sizeof(rt_chunk *)) cap = sizeof(rt_chunk *);
+  *p = (rt_chunk_pool){.cap = cap, .max_spare = max_spare};
+}
+
+rt_chunk *rt_chunk_pool_get(rt_chunk_pool *p, size_t len) {
+  if (len > p->cap) return rt_chunk_new(len);
+  rt_chunk *c = p->spare;
+  if (c) {
+    memcpy(&p->spare, c->data, sizeof p->spare);
+    p->nspare--;
+    c->refs = 1;
+    c->len = len;
+    return c;
+  }
+  if (!(c = rt_chunk_new_cap(len, p->cap))) return NULL;
+  c->pool = p;
+  return c;
+}
+
+void rt_chunk_pool_drain(rt_chunk_pool *p) {
+  while (p->spare) {
+    rt_chunk *c = p->spare;
+    memcpy(&p->spare, c->data, sizeof p->spare);
+    free(c);
+  }
+  p->nspare = 0;
 }
 
 int rt_outq_push(rt_outq *q, rt_chunk *c) {

@@ -25,10 +25,13 @@ static inline uint8_t *rt_buf_end(const rt_buf *b) { return b->data ? b->data + 
 void rt_buf_consume(rt_buf *b, size_t n);
 void rt_buf_free(rt_buf *b);  /* frees the memory; the buffer is empty and reusable */
 
+typedef struct rt_chunk_pool rt_chunk_pool;
+
 typedef struct rt_chunk {
   int refs;
   size_t len;
-  size_t cap;   /* room in data; a chunk only one queue holds may grow into it */
+  size_t cap;           /* room in data; a chunk only one queue holds may grow into it */
+  rt_chunk_pool *pool;  /* where the last unref returns it; NULL: freed */
   uint8_t data[];
 } rt_chunk;
 
@@ -37,6 +40,20 @@ rt_chunk *rt_chunk_new_cap(size_t len, size_t cap);
 rt_chunk *rt_chunk_copy(const void *p, size_t len);
 static inline rt_chunk *rt_chunk_ref(rt_chunk *c) { c->refs++; return c; }
 void rt_chunk_unref(rt_chunk *c);
+
+/* Spare chunks of one size, kept for reuse: the write queues' coalescing chunks live for
+ * one loop turn each, and an echo server would otherwise malloc and free one per
+ * connection per turn (and glibc would trim and regrow the heap under that churn).
+ * Every chunk taken must be released before the pool is drained. */
+struct rt_chunk_pool {
+  rt_chunk *spare;  /* linked through their data */
+  size_t nspare, max_spare;
+  size_t cap;       /* the size of every chunk in the pool */
+};
+
+void rt_chunk_pool_init(rt_chunk_pool *p, size_t cap, size_t max_spare);
+rt_chunk *rt_chunk_pool_get(rt_chunk_pool *p, size_t len);  /* one reference (len > cap: unpooled) */
+void rt_chunk_pool_drain(rt_chunk_pool *p);                  /* frees the spares */
 
 /* A connection's write queue: chunk references, the first possibly half written. */
 typedef struct rt_outq_entry {

@@ -148,7 +148,6 @@ int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk) {
 }
 
 #define COALESCE_MAX 512     /* copies up to this size go into a shared tail chunk */
-#define COALESCE_CHUNK 4096
 
 int rt_conn_write(rt_conn *c, const void *p, size_t n) {
   if (c->closing) return -1;
@@ -158,7 +157,7 @@ int rt_conn_write(rt_conn *c, const void *p, size_t n) {
     schedule_flush(c);
     return 0;
   }
-  rt_chunk *ch = n <= COALESCE_MAX ? rt_chunk_new_cap(n, COALESCE_CHUNK) : rt_chunk_new(n);
+  rt_chunk *ch = n <= COALESCE_MAX ? rt_chunk_pool_get(&c->srv->small_chunks, n) : rt_chunk_new(n);
   if (!ch) {
     rt_conn_close(c);
     return -1;

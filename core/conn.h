@@ -69,6 +69,10 @@ void rt_conn_touch(rt_conn *c);
 rt_conn *rt_conn_find(rt_server *srv, uint64_t id);
 
 /* Server-side plumbing for conn.c. */
+/* Small writes coalesce into chunks of this size, kept in srv->small_chunks for reuse:
+ * up to RT_CONN_SPARE_CHUNKS of them (1 MiB) wait between loop turns. */
+#define RT_CONN_SMALL_CHUNK 4096
+#define RT_CONN_SPARE_CHUNKS 256
 void rt_conn_flush_all(rt_server *srv);
 void rt_conn_reap(rt_server *srv);
 

@@ -77,6 +77,7 @@ rt_server *rt_server_new(struct ev_loop *loop, const rt_config *cfg, char *err, 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
       srv->cfg.max_connections = rl.rlim_cur > 64 ? (int)rl.rlim_cur - 32 : (int)rl.rlim_cur / 2;
   }
+  rt_chunk_pool_init(&srv->small_chunks, RT_CONN_SMALL_CHUNK, RT_CONN_SPARE_CHUNKS);
   ev_prepare_init(&srv->flush_watcher, on_prepare);
   srv->flush_watcher.data = srv;
   ev_prepare_start(loop, &srv->flush_watcher);
@@ -212,6 +213,7 @@ void rt_server_free(rt_server *srv) {
   ev_prepare_stop(srv->loop, &srv->flush_watcher);
   rt_metrics_free(srv);
   rt_buf_free(&srv->read_scratch);
+  rt_chunk_pool_drain(&srv->small_chunks);  /* after every connection let go of its queue */
   free(srv->slots);
   free(srv->slot_gen);
   free(srv->free_slots);

@@ -41,6 +41,7 @@ struct rt_server {
   ev_prepare flush_watcher;
   rt_buf read_scratch;     /* connections read here first (conn.c) */
   int read_scratch_busy;
+  rt_chunk_pool small_chunks;  /* write queues' coalescing chunks (conn.c) */
   rt_conn *flush_list;
   rt_conn *dead_list;
 

@@ -127,6 +127,41 @@ static void test_chunk_refs(void **state) {
   rt_chunk_unref(e);
 }
 
+static void test_chunk_pool_reuses_up_to_its_bound(void **state) {
+  rt_chunk_pool p;
+  rt_chunk_pool_init(&p, 64, 2);
+  rt_chunk *a = rt_chunk_pool_get(&p, 5), *b = rt_chunk_pool_get(&p, 0), *c = rt_chunk_pool_get(&p, 64);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_non_null(c);
+  assert_int_equal(a->cap, 64);
+  assert_int_equal(a->len, 5);
+  assert_int_equal(a->refs, 1);
+  rt_chunk_ref(a);
+  rt_chunk_unref(a);
+  assert_int_equal(p.nspare, 0);  /* still referenced: not back yet */
+  rt_chunk_unref(a);
+  rt_chunk_unref(b);
+  rt_chunk_unref(c);               /* over the bound of 2: freed */
+  assert_int_equal(p.nspare, 2);
+  /* The last one back is the first one out, reset to the asked length and one ref. */
+  rt_chunk *again = rt_chunk_pool_get(&p, 7);
+  assert_ptr_equal(again, b);
+  assert_int_equal(again->len, 7);
+  assert_int_equal(again->refs, 1);
+  assert_int_equal(p.nspare, 1);
+  /* Longer than the pool's chunks: an ordinary chunk that is freed, not pooled. */
+  rt_chunk *big = rt_chunk_pool_get(&p, 65);
+  assert_non_null(big);
+  assert_null(big->pool);
+  rt_chunk_unref(big);
+  assert_int_equal(p.nspare, 1);
+  rt_chunk_unref(again);
+  rt_chunk_pool_drain(&p);         /* leak checkers see both spares freed */
+  assert_int_equal(p.nspare, 0);
+  assert_null(p.spare);
+}
+
 /* A queue of chunks of sizes 3, 5, 7 (bytes 0..14). */
 static void push_sizes(rt_outq *q, rt_chunk **cs, const size_t *sizes, int n) {
   uint8_t v = 0;
@@ -279,6 +314,7 @@ int main(void) {
       cmocka_unit_test(test_reserve_slides_before_growing),
       cmocka_unit_test(test_reserve_grows_and_keeps_bytes),
       cmocka_unit_test(test_chunk_refs),
+      cmocka_unit_test(test_chunk_pool_reuses_up_to_its_bound),
       cmocka_unit_test(test_outq_advance_across_chunks),
       cmocka_unit_test(test_outq_skips_empty_chunks),
       cmocka_unit_test(test_outq_drop_unstarted_keeps_half_written_head),
