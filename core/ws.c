@@ -47,6 +47,27 @@ typedef struct rt_ws {
 
 static const rt_proto ws_proto;
 
+/* Bytes in a frame header that starts with these two bytes. */
+static size_t header_size(const uint8_t *h) {
+  unsigned len7 = h[1] & 0x7f;
+  return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((h[1] & 0x80) ? 4 : 0);
+}
+
+/* Takes a whole frame header: the payload to skip and the fragmentation state. */
+static void header_seen(rt_ws_boundary *b, const uint8_t *h) {
+  unsigned len7 = h[1] & 0x7f;
+  uint64_t len = len7;
+  if (len7 == 126) len = ((uint64_t)h[2] << 8) | h[3];
+  if (len7 == 127) {
+    len = 0;
+    for (int i = 0; i < 8; i++) len = (len << 8) | h[2 + i];
+  }
+  int fin = h[0] & 0x80, opcode = h[0] & 0x0f;
+  if (opcode == 1 || opcode == 2) b->in_fragment = !fin;
+  else if (opcode == 0 && fin) b->in_fragment = 0;
+  b->left = len;
+}
+
 static void track(rt_ws_boundary *b, const uint8_t *p, size_t n) {
   while (n) {
     if (b->left) {
@@ -56,23 +77,20 @@ static void track(rt_ws_boundary *b, const uint8_t *p, size_t n) {
       n -= k;
       continue;
     }
+    /* Usually the whole header is here: read it in place. */
+    if (b->hlen == 0 && n >= 2 && n >= header_size(p)) {
+      size_t hs = header_size(p);
+      header_seen(b, p);
+      p += hs;
+      n -= hs;
+      continue;
+    }
     b->hdr[b->hlen++] = *p++;
     n--;
-    if (b->hlen < 2) continue;
-    unsigned len7 = b->hdr[1] & 0x7f;
-    size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((b->hdr[1] & 0x80) ? 4 : 0);
-    if (b->hlen < need) continue;
-    uint64_t len = len7;
-    if (len7 == 126) len = ((uint64_t)b->hdr[2] << 8) | b->hdr[3];
-    if (len7 == 127) {
-      len = 0;
-      for (int i = 0; i < 8; i++) len = (len << 8) | b->hdr[2 + i];
+    if (b->hlen >= 2 && b->hlen == header_size(b->hdr)) {
+      header_seen(b, b->hdr);
+      b->hlen = 0;
     }
-    int fin = b->hdr[0] & 0x80, opcode = b->hdr[0] & 0x0f;
-    if (opcode == 1 || opcode == 2) b->in_fragment = !fin;
-    else if (opcode == 0 && fin) b->in_fragment = 0;
-    b->left = len;
-    b->hlen = 0;
   }
 }
 
