@@ -42,6 +42,12 @@ typedef struct rt_ws {
    * allocation per frame and copy per message. */
   rt_buf msg;
   int frame_is_data;
+  int whole_frame;        /* the current data frame is a whole message (fin, not a continuation) */
+  uint64_t frame_len;     /* its payload length */
+  /* A whole message that arrived in one chunk is handed on from wslay's buffer, where it
+   * stays put until on_msg, which wslay calls in the same step: no copy into msg. */
+  const uint8_t *direct;
+  size_t direct_len;
   char close_reason[124];
 } rt_ws;
 
@@ -129,6 +135,9 @@ static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *ud) {
   rt_ws *w = ud;
   w->frame_is_data = arg->opcode <= WSLAY_BINARY_FRAME;
+  w->whole_frame = arg->fin && (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME);
+  w->frame_len = arg->payload_length;
+  w->direct = NULL;
   if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) w->msg.len = w->msg.off = 0;
   /* Without buffering wslay checks frames, not whole messages, against the limit: the
    * fragments of one message count together here. */
@@ -143,9 +152,13 @@ static void on_frame_chunk(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_chunk_arg *arg, void *ud) {
   rt_ws *w = ud;
   /* wslay has checked the message stays under max_recv_msg_length before we see it. */
-  if (w->frame_is_data && !w->dead && !w->close_started &&
-      rt_buf_append(&w->msg, arg->data, arg->data_length) < 0)
+  if (!w->frame_is_data || w->dead || w->close_started) return;
+  if (w->whole_frame && arg->data_length == w->frame_len) {
+    w->direct = arg->data;
+    w->direct_len = arg->data_length;
+  } else if (rt_buf_append(&w->msg, arg->data, arg->data_length) < 0) {
     fail_connection(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+  }
 }
 
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -161,6 +174,11 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
       if (w->close_started) return;
       const uint8_t *data = w->msg.len ? rt_buf_start(&w->msg) : (const uint8_t *)"";
       size_t len = w->msg.len;
+      if (w->direct) {
+        data = w->direct;
+        len = w->direct_len;
+        w->direct = NULL;
+      }
       c->srv->metrics.msgs_in++;
       if (w->sink.on_message)
         w->sink.on_message(c, w->sink.data, data, len, arg->opcode == WSLAY_BINARY_FRAME);
