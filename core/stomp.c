@@ -540,6 +540,7 @@ static int do_subscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
   }
   sub->s = s;
   sub->ack = mode;
+  sub->wire_tp = mode == RT_STOMP_ACK_AUTO && s->tp->wire && s->tp->send_wire ? s->tp : NULL;
   sub->kind = kind;
   sub->max_unacked = prefetch;
   /* In the list before it starts: a queue may deliver at once. */

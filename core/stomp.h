@@ -94,6 +94,9 @@ struct rt_stomp_sub {
   rt_stomp_queue *queue;      /* queue consumer */
   rt_chunk *prefix;           /* "MESSAGE\nsubscription:<id>\n", built once */
   int prefix_text;
+  /* ack:auto over a transport with shared wire frames: the session's transport, so a
+   * fan-out delivery need not look further; NULL otherwise. */
+  const rt_stomp_transport *wire_tp;
   int unacked, max_unacked;   /* max_unacked: prefetch-count for queues */
   rt_stomp_sub *next;
 };

@@ -169,7 +169,7 @@ static void wires_free(void *p) {
 }
 
 static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
-  const rt_stomp_transport *tp = sub->s->tp;
+  const rt_stomp_transport *tp = sub->wire_tp;
   int text = m->stomp_text && sub->prefix_text;
   wire_cache *wc = m->stomp_wires;
   if (!wc) {
@@ -211,14 +211,17 @@ static void deliver_topic(rt_sub *bs, rt_msg *m) {
   rt_stomp_session *s = sub->s;
   if (prepare_msg(s->ss, m) < 0) return;
   /* ack:auto needs no per-delivery header: the frame is the same for every subscriber
-   * with this subscription id, so it is built once and shared like a WebSocket frame. */
-  if (sub->ack == RT_STOMP_ACK_AUTO && s->tp->wire && s->state == RT_STOMP_S_CONNECTED && !s->dead) {
+   * with this subscription id, so it is built once and shared like a WebSocket frame.
+   * (A session that is going has state CLOSING.) */
+  const rt_stomp_transport *tp = sub->wire_tp;
+  if (tp && s->state == RT_STOMP_S_CONNECTED) {
     rt_chunk *wire = wire_for(s->ss, m, sub);
     if (wire) {
-      rt_stomp_session_hold(s);
-      if (s->tp->send_wire(s->conn, wire) < 0) s->state = RT_STOMP_S_CLOSING;
-      else s->last_tx = ev_now(s->ss->srv->loop);
-      rt_stomp_session_release(s);
+      s->last_tx = ev_now(s->ss->srv->loop);
+      /* Nothing touches s or sub after the send: a full queue closes the connection,
+       * which may end the session there and then. A send that fails needs nothing
+       * more: the connection is closing and the session hears of it. */
+      tp->send_wire(s->conn, wire);
       return;
     }
   }
