@@ -275,6 +275,13 @@ void rt_stomp_session_closed(rt_stomp_session *s) {
   if (!s->busy) session_destroy(s);
 }
 
+double rt_stomp_session_last_tx(const rt_stomp_session *s) {
+  double t = s->last_tx;
+  for (const rt_stomp_sub *sub = s->subs; sub; sub = sub->next)
+    if (sub->last_tx > t) t = sub->last_tx;
+  return t;
+}
+
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   rt_stomp_session *s = w->data;
   double now = ev_now(loop);
@@ -290,7 +297,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
       fail(s, NULL, "heart-beat timeout",
            "Nothing arrived for %.0f ms; the negotiated heart-beat is %.0f ms.",
            (now - s->last_rx) * 1000, s->recv_iv * 1000);
-    } else if (s->send_iv > 0 && now - s->last_tx >= s->send_iv / 2) {
+    } else if (s->send_iv > 0 && now - rt_stomp_session_last_tx(s) >= s->send_iv / 2) {
       rt_stomp_session_send(s, &s->ss->eol, 1, 1);
     }
   }

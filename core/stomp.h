@@ -95,8 +95,10 @@ struct rt_stomp_sub {
   rt_chunk *prefix;           /* "MESSAGE\nsubscription:<id>\n", built once */
   int prefix_text;
   /* ack:auto over a transport with shared wire frames: the session's transport, so a
-   * fan-out delivery need not look further; NULL otherwise. */
+   * fan-out delivery never reads the session; NULL otherwise. Such deliveries note when
+   * they were queued here, not in the session (see rt_stomp_session_last_tx). */
   const rt_stomp_transport *wire_tp;
+  double last_tx;
   int unacked, max_unacked;   /* max_unacked: prefetch-count for queues */
   rt_stomp_sub *next;
 };
@@ -176,6 +178,8 @@ void rt_stomp_session_error(rt_stomp_session *s, const rt_stomp_frame *cause,
                             const char *message, const char *detail);
 /* The server is stopping. */
 void rt_stomp_session_shutdown(rt_stomp_session *s);
+/* When the session last queued something for its peer (heart-beats are due after that). */
+double rt_stomp_session_last_tx(const rt_stomp_session *s);
 /* Whoever reaches a session from outside (a transport event, a timer, a delivery, a Lua
  * call) holds it: a close meanwhile only marks it dead, and the last release frees it.
  * release returns -1 when s is gone. */

@@ -150,6 +150,7 @@ static int deliver(rt_stomp_sub *sub, rt_chunk *common, rt_chunk *body, int text
  * of subscribers; past the cap, deliveries fall back to per-subscriber heads. */
 #define WIRE_CACHE 8
 typedef struct wire_cache {
+  double made_at;  /* the loop's time: the deliveries of one publish all happen then */
   int n;
   struct {
     const rt_stomp_transport *tp;
@@ -168,18 +169,21 @@ static void wires_free(void *p) {
   free(wc);
 }
 
-static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
+/* The first delivery of a message to a subscription id builds its wire frame. Out of
+ * line: the per-subscriber path stays small. */
+static __attribute__((noinline)) rt_chunk *wire_build(rt_msg *m, rt_stomp_sub *sub) {
   const rt_stomp_transport *tp = sub->wire_tp;
+  /* The only time a fan-out delivery reads the session. */
+  rt_stomp_server *ss = sub->s->ss;
+  if (prepare_msg(ss, m) < 0) return NULL;
   int text = m->stomp_text && sub->prefix_text;
   wire_cache *wc = m->stomp_wires;
   if (!wc) {
     if (!(wc = calloc(1, sizeof *wc))) return NULL;
+    wc->made_at = ev_now(ss->srv->loop);
     m->stomp_wires = wc;
     m->stomp_wires_free = wires_free;
   }
-  for (int i = 0; i < wc->n; i++)
-    if (wc->e[i].prefix == sub->prefix && wc->e[i].tp == tp && wc->e[i].text == text)
-      return wc->e[i].wire;
   if (wc->n == WIRE_CACHE) return NULL;
   char ids[40];
   int k = snprintf(ids, sizeof ids, "message-id:%" PRIu64 "\n", m->stomp_id);
@@ -200,31 +204,44 @@ static rt_chunk *wire_for(rt_stomp_server *ss, rt_msg *m, rt_stomp_sub *sub) {
   return wire;
 }
 
+/* The wire frame for sub's subscription id (NULL: take the general path). Once the
+ * message's shared header block exists, stomp_text is known, so a lookup that finds
+ * nothing means this prefix has no frame yet. */
+static inline rt_chunk *wire_for(rt_msg *m, rt_stomp_sub *sub) {
+  const wire_cache *wc = m->stomp_wires;
+  if (wc) {
+    int text = m->stomp_text && sub->prefix_text;
+    for (int i = 0; i < wc->n; i++)
+      if (wc->e[i].prefix == sub->prefix && wc->e[i].tp == sub->wire_tp && wc->e[i].text == text)
+        return wc->e[i].wire;
+  }
+  return wire_build(m, sub);
+}
+
 static void prefetch_sub(const rt_sub *bs) {
   const rt_stomp_sub *sub = bs->data;
-  __builtin_prefetch(sub->s);
+  if (!sub->wire_tp) __builtin_prefetch(sub->s);
   __builtin_prefetch(bs->conn->pstate);
 }
 
 static void deliver_topic(rt_sub *bs, rt_msg *m) {
   rt_stomp_sub *sub = bs->data;
-  rt_stomp_session *s = sub->s;
-  if (prepare_msg(s->ss, m) < 0) return;
   /* ack:auto needs no per-delivery header: the frame is the same for every subscriber
    * with this subscription id, so it is built once and shared like a WebSocket frame.
-   * (A session that is going has state CLOSING.) */
+   * This path reads the subscription and the connection, never the session: a session
+   * that is going has its transport refuse the frame (the connection is closing, or
+   * closes once its last frame has left). Nothing touches sub after the send: a full
+   * queue may end the session there and then. */
   const rt_stomp_transport *tp = sub->wire_tp;
-  if (tp && s->state == RT_STOMP_S_CONNECTED) {
-    rt_chunk *wire = wire_for(s->ss, m, sub);
+  if (tp) {
+    rt_chunk *wire = wire_for(m, sub);
     if (wire) {
-      s->last_tx = ev_now(s->ss->srv->loop);
-      /* Nothing touches s or sub after the send: a full queue closes the connection,
-       * which may end the session there and then. A send that fails needs nothing
-       * more: the connection is closing and the session hears of it. */
-      tp->send_wire(s->conn, wire);
+      sub->last_tx = ((const wire_cache *)m->stomp_wires)->made_at;
+      tp->send_wire(bs->conn, wire);
       return;
     }
   }
+  if (prepare_msg(sub->s->ss, m) < 0) return;
   deliver(sub, m->stomp_common, m->body, m->stomp_text, m->stomp_id, NULL, 0);
 }
 

@@ -34,6 +34,8 @@ static rt_chunk *tcp_wire(rt_chunk *const *chunks, int n, int text) {
 }
 
 static int tcp_send_wire(rt_conn *c, rt_chunk *wire) {
+  /* Closing once its last frame (an ERROR, a RECEIPT for DISCONNECT) has left: no more. */
+  if (c->close_after_write) return -1;
   c->srv->metrics.msgs_out++;
   return rt_conn_write_chunk(c, wire);
 }
