@@ -202,7 +202,7 @@ measure() {
     local test=$1 srv=$2 r=$3 port_var="PORT_$2" pid_var="PID_$2" line=""
     shift 3
     if [ -n "${!port_var}" ]; then
-        settle "${!pid_var}"
+        settle
         line=$(timeout 120 "$OUT/wsload" "$@" --port "${!port_var}" --server-pid "${!pid_var}" \
             2>>"$OUT/wsload.err" | grep '^RESULT' | tail -1)
     fi
@@ -210,19 +210,25 @@ measure() {
     echo "$test $srv run=$r $line" >>"$OUT/results.txt"
 }
 
-# settle PID: waits (up to 30 s) until the server has been idle for half a second, so
-# that a run never starts while the last one's connections are still being torn down.
+# settle: waits (up to 30 s) until every server is idle for half a second, so that a run
+# never starts while an earlier one's work is still going on: the last run's connections
+# being torn down, or a slow server (npm ws in the fan-out) still working through what it
+# queued, which would take CPU from the server measured next.
 settle() {
-    local pid=$1 prev now
-    [ -n "$pid" ] || return 0
-    prev=$(cpu_ticks "$pid")
+    local prev now
+    prev=$(all_cpu_ticks)
     for _ in $(seq 60); do
         sleep 0.5
-        now=$(cpu_ticks "$pid")
+        now=$(all_cpu_ticks)
         [ $((now - prev)) -le $((CLK_TCK / 40)) ] && return 0   # under 5% of a core
         prev=$now
     done
-    echo "bench: server $pid still busy after 30 s; going on" >&2
+    echo "bench: servers still busy after 30 s; going on" >&2
+}
+all_cpu_ticks() {
+    local p sum=0
+    for p in "${PIDS[@]}"; do sum=$((sum + $(cpu_ticks "$p"))); done
+    echo "$sum"
 }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
