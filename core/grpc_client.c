@@ -17,76 +17,10 @@
 #include <string.h>
 
 #include "grpc_client.h"
+#include "grpc_client_int.h"
 #include "server_int.h"
 
-#define MSG_OVERHEAD 32  /* what a queued message costs beyond its bytes, for the bound */
-#define GRPC_STATUS_NONE (-1)
-#define GRPC_STATUS_BAD (-2)
 #define USER_AGENT "grpc-rtserver/" RT_VERSION
-
-typedef struct md_list {
-  rt_grpc_md *v;
-  size_t n, cap;
-} md_list;
-
-typedef struct msg_node {
-  struct msg_node *next;
-  size_t len;
-  uint8_t data[];
-} msg_node;
-
-struct rt_grpc_call {
-  rt_grpc_client *cli;         /* NULL once the client is freed */
-  rt_grpc_channel *ch;
-  struct ev_loop *loop;
-  rt_h2c *h;                   /* the connection it is on, or waits for */
-  int32_t stream_id;           /* 0 until submitted, and again once the stream closed */
-  rt_grpc_call *prev, *next;   /* cli->calls */
-  rt_grpc_call *next_notify;
-  unsigned queued : 1, send_closed : 1, eof_sent : 1, deferred : 1, got_headers : 1,
-      ct_ok : 1, done : 1;
-  char *path;
-  double timeout;
-  ev_tstamp deadline;          /* 0: none */
-  ev_timer timer;
-  rt_grpc_md *req_md;          /* one allocation with its strings, freed once sent */
-  size_t n_req_md;
-  rt_buf out;                  /* framed request bytes nghttp2 has not taken */
-  rt_grpc_dec dec;
-  msg_node *q_head, *q_tail;
-  size_t q_count, q_cost, unconsumed;
-  int http_status, grpc_status;
-  char *grpc_message;
-  md_list md[2];               /* [0] initial metadata, [1] trailers */
-  size_t md_bytes;
-  int status;
-  char *message;
-  void (*notify)(rt_grpc_call *, void *);
-  void *ud;
-};
-
-struct rt_grpc_channel {
-  rt_grpc_channel *next;
-  rt_grpc_client *cli;
-  char *target;
-  char host[256], port[8];
-  char authority[280];
-  rt_h2c *active;              /* where new calls go; NULL until needed */
-  long connects, connect_fails, calls;
-  int open;
-};
-
-struct rt_grpc_client {
-  rt_server *srv;
-  rt_grpc_channel *channels;
-  int nchannels;
-  rt_grpc_call *calls, *calls_tail;
-  rt_grpc_call *notify_head, *notify_tail;
-  rt_h2c **h2cs;               /* every live connection, for free */
-  size_t nh2c, caph2c;
-  ev_timer kick;
-  int settling, freeing;
-};
 
 /* ---- notifications ------------------------------------------------------------------------*/
 
@@ -138,10 +72,7 @@ static void on_kick(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- finishing -----------------------------------------------------------------------------*/
 
-static void call_finish(rt_grpc_call *c, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void call_finish(rt_grpc_call *c, int status, const char *fmt, ...) {
+void rt_grpc_call_finish(rt_grpc_call *c, int status, const char *fmt, ...) {
   if (c->done) return;
   char msg[512];
   va_list ap;
@@ -168,7 +99,7 @@ static void call_unattach(rt_grpc_call *c) {
 /* Ends the call from our side: the status now, RST_STREAM for a stream in flight. */
 static void call_abort(rt_grpc_call *c, int status, const char *msg) {
   if (c->done) return;
-  call_finish(c, status, "%s", msg);
+  rt_grpc_call_finish(c, status, "%s", msg);
   if (c->h && c->stream_id) rt_h2c_reset(c->h, c->stream_id, NGHTTP2_CANCEL);
   else call_unattach(c);
 }
@@ -245,7 +176,7 @@ void rt_grpc_client_free(rt_grpc_client *cli) {
   ev_timer_stop(cli->srv->loop, &cli->kick);
   /* Calls outlive the client while a script holds them: they read as failed. */
   for (rt_grpc_call *c = cli->calls; c; c = c->next) {
-    if (!c->done) call_finish(c, RT_GRPC_STATUS_UNAVAILABLE, "the gRPC client was shut down");
+    if (!c->done) rt_grpc_call_finish(c, RT_GRPC_STATUS_UNAVAILABLE, "the gRPC client was shut down");
     c->queued = 0;
     c->cli = NULL;
     c->h = NULL;
@@ -372,7 +303,7 @@ static void call_attach(rt_grpc_call *c) {
       size_t cap = cli->caph2c ? cli->caph2c * 2 : 8;
       rt_h2c **v = realloc(cli->h2cs, cap * sizeof *v);
       if (!v) {
-        call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        rt_grpc_call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
       }
       cli->h2cs = v;
@@ -380,7 +311,7 @@ static void call_attach(rt_grpc_call *c) {
     }
     rt_h2c *h = rt_h2c_new(cli, ch, cli->srv, ch->host, ch->port);
     if (!h) {
-      call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+      rt_grpc_call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
       return;
     }
     cli->h2cs[cli->nh2c++] = h;
@@ -388,7 +319,7 @@ static void call_attach(rt_grpc_call *c) {
     rt_h2c_connect(h, RT_GRPC_CLIENT_CONNECT_TIMEOUT);
   }
   if (rt_h2c_calls(ch->active) >= RT_GRPC_CLIENT_MAX_CALLS) {
-    call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "more than %d calls waiting on %s",
+    rt_grpc_call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "more than %d calls waiting on %s",
                 RT_GRPC_CLIENT_MAX_CALLS, ch->target);
     return;
   }
@@ -575,251 +506,6 @@ ssize_t rt_grpc_call_read_body(rt_grpc_call *c, uint8_t *buf, size_t len, int *e
   return (ssize_t)n;
 }
 
-/* ---- receiving -----------------------------------------------------------------------------*/
-
-int rt_grpc_call_peek(const rt_grpc_call *c, const uint8_t **data, size_t *len) {
-  if (!c->q_head) return 0;
-  *data = c->q_head->data;
-  *len = c->q_head->len;
-  return 1;
-}
-
-void rt_grpc_call_pop(rt_grpc_call *c) {
-  msg_node *m = c->q_head;
-  if (!m) return;
-  c->q_head = m->next;
-  if (!c->q_head) c->q_tail = NULL;
-  c->q_count--;
-  c->q_cost -= m->len + MSG_OVERHEAD;
-  free(m);
-  /* The reader caught up: give the peer the window we held back. */
-  if (c->unconsumed && c->q_cost < RT_GRPC_CLIENT_RECV_HIGH / 2) {
-    size_t n = c->unconsumed;
-    c->unconsumed = 0;
-    if (c->h && c->stream_id) rt_h2c_consume(c->h, c->stream_id, n);
-  }
-}
-
-size_t rt_grpc_call_queued(const rt_grpc_call *c) { return c->q_count; }
-int rt_grpc_call_has_headers(const rt_grpc_call *c) { return c->got_headers; }
-int rt_grpc_call_done(const rt_grpc_call *c) { return c->done; }
-
-int rt_grpc_call_status(const rt_grpc_call *c, const char **message) {
-  if (message) *message = c->message ? c->message : "";
-  return c->status;
-}
-
-size_t rt_grpc_call_md(const rt_grpc_call *c, int trailers, const rt_grpc_md **out) {
-  *out = c->md[trailers ? 1 : 0].v;
-  return c->md[trailers ? 1 : 0].n;
-}
-
-static int md_add(md_list *l, const uint8_t *name, size_t namelen, const uint8_t *value,
-                  size_t valuelen) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 8;
-    rt_grpc_md *v = realloc(l->v, cap * sizeof *v);
-    if (!v) return -1;
-    l->v = v;
-    l->cap = cap;
-  }
-  char *k = malloc(namelen + 1);
-  uint8_t *val = malloc(valuelen + 1);
-  if (!k || !val) {
-    free(k);
-    free(val);
-    return -1;
-  }
-  memcpy(k, name, namelen);
-  k[namelen] = 0;
-  size_t vl = valuelen;
-  /* -bin values arrive as base64; the script gets the bytes (or the text if malformed). */
-  if (rt_grpc_meta_key_is_bin(k, namelen) &&
-      rt_grpc_b64_decode((const char *)value, valuelen, val, &vl) == 0) {
-  } else {
-    memcpy(val, value, valuelen);
-    vl = valuelen;
-  }
-  val[vl] = 0;
-  l->v[l->n].key = k;
-  l->v[l->n].val = val;
-  l->v[l->n].vallen = vl;
-  l->n++;
-  return 0;
-}
-
-static int name_is(const uint8_t *name, size_t len, const char *lit) {
-  return len == strlen(lit) && !memcmp(name, lit, len);
-}
-
-int rt_grpc_call_on_header(rt_grpc_call *c, int trailers, const uint8_t *name, size_t namelen,
-                           const uint8_t *value, size_t valuelen) {
-  if (c->done) return 0;
-  c->md_bytes += namelen + valuelen + 32;
-  if (c->md_bytes > RT_GRPC_CLIENT_MAX_MD_BYTES ||
-      c->md[0].n + c->md[1].n >= RT_GRPC_CLIENT_MAX_MD_ENTRIES) {
-    call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "response metadata over %d bytes or %d entries",
-                RT_GRPC_CLIENT_MAX_MD_BYTES, RT_GRPC_CLIENT_MAX_MD_ENTRIES);
-    return -1;
-  }
-  if (namelen && name[0] == ':') {
-    if (!trailers && name_is(name, namelen, ":status")) {
-      int st = 0;
-      for (size_t i = 0; i < valuelen && i < 4; i++) st = st * 10 + (value[i] - '0');
-      c->http_status = st;
-    }
-    return 0;
-  }
-  if (name_is(name, namelen, "content-type")) {
-    c->ct_ok = rt_grpc_content_type_parse((const char *)value, valuelen, NULL, NULL) >= 0;
-    return 0;
-  }
-  if (name_is(name, namelen, "grpc-status")) {
-    int st = rt_grpc_status_parse((const char *)value, valuelen);
-    c->grpc_status = st < 0 ? GRPC_STATUS_BAD : st;
-    return 0;
-  }
-  if (name_is(name, namelen, "grpc-message")) {
-    free(c->grpc_message);
-    c->grpc_message = malloc(valuelen + 1);
-    if (c->grpc_message) {
-      size_t n = rt_grpc_pct_decode((const char *)value, valuelen, (uint8_t *)c->grpc_message);
-      c->grpc_message[n] = 0;
-    }
-    return 0;
-  }
-  if (name_is(name, namelen, "grpc-encoding")) {
-    rt_grpc_enc enc = rt_grpc_enc_parse((const char *)value, valuelen);
-    if (enc == RT_GRPC_ENC_UNKNOWN) {
-      call_finish(c, RT_GRPC_STATUS_INTERNAL, "the server used grpc-encoding '%.*s', which we did not offer",
-                  (int)(valuelen > 40 ? 40 : valuelen), (const char *)value);
-      return -1;
-    }
-    rt_grpc_dec_set_encoding(&c->dec, enc, 1);
-    return 0;
-  }
-  if (name_is(name, namelen, "grpc-accept-encoding")) return 0;
-  if (md_add(&c->md[trailers ? 1 : 0], name, namelen, value, valuelen) < 0) {
-    call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    return -1;
-  }
-  return 0;
-}
-
-/* The status from trailers (or a trailers-only response). */
-static void finish_from_trailers(rt_grpc_call *c) {
-  if (c->done) return;
-  const char *msg = c->grpc_message ? c->grpc_message : "";
-  if (c->grpc_status == GRPC_STATUS_NONE) {
-    if (c->http_status != 200)
-      call_finish(c, rt_grpc_status_from_http(c->http_status), "HTTP status %d from the server",
-                  c->http_status);
-    else
-      call_finish(c, RT_GRPC_STATUS_UNKNOWN, "the response carried no grpc-status");
-  } else if (c->grpc_status == GRPC_STATUS_BAD) {
-    call_finish(c, RT_GRPC_STATUS_UNKNOWN, "malformed grpc-status from the server");
-  } else if (c->grpc_status == RT_GRPC_STATUS_OK && rt_grpc_dec_finish(&c->dec) < 0) {
-    call_finish(c, RT_GRPC_STATUS_INTERNAL, "the response ended inside a message");
-  } else {
-    call_finish(c, c->grpc_status, "%s", msg);
-  }
-  /* The server is done with the call; if we are still sending, stop and free the stream. */
-  if (!c->eof_sent && c->h && c->stream_id) rt_h2c_reset(c->h, c->stream_id, NGHTTP2_NO_ERROR);
-}
-
-int rt_grpc_call_on_headers_end(rt_grpc_call *c, int trailers, int end_stream) {
-  if (c->done) return 0;
-  if (trailers) {
-    finish_from_trailers(c);
-    return 0;
-  }
-  if (c->got_headers) return 0;
-  if (c->http_status >= 100 && c->http_status < 200) return 0;  /* informational */
-  c->got_headers = 1;
-  if (end_stream) {
-    /* Trailers-only: what came is trailing metadata. */
-    md_list t = c->md[1];
-    c->md[1] = c->md[0];
-    c->md[0] = t;
-    finish_from_trailers(c);
-    return 0;
-  }
-  if (c->http_status != 200) {
-    char msg[80];
-    snprintf(msg, sizeof msg, "HTTP status %d from the server", c->http_status);
-    call_abort(c, rt_grpc_status_from_http(c->http_status), msg);
-    return -1;
-  }
-  if (!c->ct_ok) {
-    call_abort(c, RT_GRPC_STATUS_UNKNOWN, "the response content-type is not application/grpc");
-    return -1;
-  }
-  queue_notify(c);
-  return 0;
-}
-
-int rt_grpc_call_on_data(rt_grpc_call *c, const uint8_t *data, size_t len) {
-  size_t off = 0;
-  int got = 0;
-  while (!c->done && off < len) {
-    size_t used = 0;
-    rt_grpc_msg m;
-    int rc = rt_grpc_dec_feed(&c->dec, data + off, len - off, &used, &m);
-    off += used;
-    if (rc == RT_GRPC_MSG) {
-      msg_node *n = malloc(sizeof *n + m.len);
-      if (!n) {
-        call_abort(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-        break;
-      }
-      n->next = NULL;
-      n->len = m.len;
-      memcpy(n->data, m.data, m.len);
-      if (c->q_tail) c->q_tail->next = n;
-      else c->q_head = n;
-      c->q_tail = n;
-      c->q_count++;
-      c->q_cost += m.len + MSG_OVERHEAD;
-      got = 1;
-      continue;
-    }
-    if (rc < 0) {
-      char msg[200];
-      snprintf(msg, sizeof msg, "bad response message: %s", rt_grpc_dec_error(&c->dec));
-      call_abort(c, rt_grpc_err_status(rc), msg);
-      break;
-    }
-    break;  /* RT_GRPC_NEED_MORE */
-  }
-  /* Stream credit goes back only while the reader keeps up (see h2_client.c). */
-  if (c->done || c->q_cost < RT_GRPC_CLIENT_RECV_HIGH) {
-    if (c->h && c->stream_id) rt_h2c_consume(c->h, c->stream_id, len);
-  } else {
-    c->unconsumed += len;
-  }
-  if (got) queue_notify(c);
-  return 0;
-}
-
-void rt_grpc_call_on_end_stream(rt_grpc_call *c) {
-  if (!c->done)
-    call_finish(c, RT_GRPC_STATUS_INTERNAL, "the server closed the stream without trailers");
-}
-
-void rt_grpc_call_on_close(rt_grpc_call *c, uint32_t h2_error) {
-  if (c->h) rt_h2c_add_calls(c->h, -1);
-  c->h = NULL;
-  c->stream_id = 0;
-  if (c->done) return;
-  if (h2_error == NGHTTP2_NO_ERROR)
-    call_finish(c, RT_GRPC_STATUS_INTERNAL, "the stream closed without a status");
-  else if (h2_error == NGHTTP2_REFUSED_STREAM)
-    call_finish(c, RT_GRPC_STATUS_UNAVAILABLE, "the server refused the stream (going away)");
-  else
-    call_finish(c, rt_grpc_status_from_h2(h2_error), "stream reset by the server: %s",
-                nghttp2_http2_strerror(h2_error));
-}
-
 /* ---- connection events --------------------------------------------------------------------*/
 
 void rt_grpc_h2c_ready(rt_grpc_client *cli, rt_h2c *h) {
@@ -845,6 +531,6 @@ void rt_grpc_h2c_down(rt_grpc_client *cli, rt_h2c *h, const char *why) {
     if (c->h != h) continue;
     c->h = NULL;
     c->stream_id = 0;
-    call_finish(c, RT_GRPC_STATUS_UNAVAILABLE, "%s", why);
+    rt_grpc_call_finish(c, RT_GRPC_STATUS_UNAVAILABLE, "%s", why);
   }
 }
