@@ -1,3 +1,7 @@
+/* gRPC server calls: a call's life from the request side (headers checked and turned
+ * into a status when they are not gRPC, DATA decoded into messages with flow control held
+ * back while the app lags, deadlines, cancellation) to its end, and what the app calls on
+ * it; the response frames are grpc_server_resp.c's. */
 #include "grpc_server.h"
 #include "metrics.h"
 
@@ -11,59 +15,8 @@
 
 #include "grpc_frame.h"
 #include "h2.h"
+#include "grpc_server_int.h"
 #include "server_int.h"
-
-/* rt_buf_start of an empty, never-allocated buffer would offset a NULL pointer. */
-static inline const uint8_t *buf_bytes(const rt_buf *b) {
-  return b->len ? rt_buf_start(b) : (const uint8_t *)"";
-}
-
-typedef struct in_msg {
-  struct in_msg *next;
-  size_t len;
-  uint8_t data[];
-} in_msg;
-
-struct rt_grpc_srv_call {
-  rt_server *srv;
-  rt_h2 *h2;                 /* set while the stream is open */
-  int32_t sid;
-  int refs;                  /* the stream's, the app's, one per queued event */
-  rt_grpc_srv_call *prev, *next; /* h2->calls */
-  rt_grpc_srv_call *next_event;
-  uint64_t conn_id;
-  char peer[64];
-  void *app;
-  ev_timer deadline;
-  double deadline_at;
-  /* request headers */
-  char *path, *authority;
-  rt_buf meta;               /* "key\0value\0" pairs in arrival order */
-  size_t header_bytes;
-  rt_grpc_enc req_enc;
-  unsigned accept;           /* grpc-accept-encoding as a mask */
-  int64_t timeout_ms;        /* -1: none */
-  int ct;                    /* RT_GRPC_CT_*, -1 not gRPC, -2 absent */
-  /* input */
-  rt_buf pending;            /* DATA that came before the app bound the call */
-  rt_grpc_dec dec;
-  in_msg *qhead, *qtail;
-  size_t qbytes;             /* bytes of messages the app has not taken */
-  size_t owed;               /* stream credit held back from the peer */
-  unsigned nin, nout;
-  /* output */
-  rt_buf out;                /* framed reply messages not yet taken by nghttp2 */
-  size_t head_left;          /* bytes of out's first message still to go (0: none begun) */
-  rt_buf hdr_out, trl_out;   /* "key\0value\0" pairs, -bin values already base64 */
-  rt_grpc_enc resp_enc;
-  rt_grpc_srv_opts b;
-  int status;
-  char *message;
-  size_t msglen;
-  unsigned queued : 1, dispatched : 1, bound : 1, submitted : 1, deferred : 1,
-      want_writable : 1, trailers_sent : 1, in_ended : 1, stream_closed : 1, cancelled : 1,
-      expired : 1, finished : 1, failed : 1, method_post : 1, bad_timeout : 1, too_big : 1;
-};
 
 static void call_unref(rt_grpc_srv_call *call) {
   if (--call->refs > 0) return;
@@ -85,9 +38,7 @@ static void call_unref(rt_grpc_srv_call *call) {
   free(call);
 }
 
-static int live(const rt_grpc_srv_call *call) { return call->h2 && !call->stream_closed; }
-
-static void queue_event(rt_grpc_srv_call *call) {
+void rt_grpc_srv_queue_event(rt_grpc_srv_call *call) {
   rt_h2 *h = call->h2;
   if (!h || call->queued) return;
   call->queued = 1;
@@ -118,167 +69,6 @@ static void drop_input(rt_grpc_srv_call *call) {
   settle(call);
 }
 
-/* ---- building responses --------------------------------------------------------------- */
-
-typedef struct nvlist {
-  nghttp2_nv *v;
-  size_t n, cap;
-} nvlist;
-
-static void nv_add(nvlist *l, const char *k, const char *v, size_t vlen) {
-  if (l->n == l->cap) return;  /* sized by count_pairs: cannot happen */
-  l->v[l->n++] = (nghttp2_nv){(uint8_t *)k, (uint8_t *)v, strlen(k), vlen, NGHTTP2_NV_FLAG_NONE};
-}
-
-static size_t count_pairs(const rt_buf *b) {
-  size_t n = 0;
-  for (size_t i = 0; i < b->len; i++) n += buf_bytes(b)[i] == 0;
-  return n / 2;
-}
-
-static void nv_add_pairs(nvlist *l, const rt_buf *b) {
-  const char *p = (const char *)buf_bytes(b), *end = p + b->len;
-  while (p < end) {
-    const char *k = p, *v = k + strlen(k) + 1;
-    nv_add(l, k, v, strlen(v));
-    p = v + strlen(v) + 1;
-  }
-}
-
-static int nv_init(nvlist *l, size_t extra) {
-  l->n = 0;
-  l->cap = extra;
-  l->v = malloc(extra * sizeof *l->v);
-  return l->v ? 0 : -1;
-}
-
-static const char accept_all[] = "identity,deflate,gzip";
-
-/* Adds grpc-status and grpc-message; msgbuf must hold the percent-encoded message. */
-static void nv_add_status(nvlist *l, rt_grpc_srv_call *call, char *statusbuf, char *msgbuf) {
-  snprintf(statusbuf, 12, "%d", call->status);
-  nv_add(l, "grpc-status", statusbuf, strlen(statusbuf));
-  if (call->msglen) {
-    size_t n = rt_grpc_pct_encode(call->message, call->msglen, msgbuf);
-    nv_add(l, "grpc-message", msgbuf, n);
-  }
-}
-
-static char *status_msgbuf(rt_grpc_srv_call *call) {
-  return malloc(rt_grpc_pct_encode_len(call->message ? call->message : "", call->msglen) + 1);
-}
-
-static ssize_t read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
-                       uint32_t *flags, nghttp2_data_source *src, void *ud);
-
-static void submit_headers(rt_grpc_srv_call *call) {
-  if (call->submitted || !live(call)) return;
-  nvlist l;
-  if (nv_init(&l, 4 + count_pairs(&call->hdr_out)) < 0) return;
-  nv_add(&l, ":status", "200", 3);
-  nv_add(&l, "content-type", "application/grpc", 16);
-  const char *enc = rt_grpc_enc_name(call->resp_enc);
-  if (call->resp_enc == RT_GRPC_ENC_GZIP || call->resp_enc == RT_GRPC_ENC_DEFLATE)
-    nv_add(&l, "grpc-encoding", enc, strlen(enc));
-  nv_add(&l, "grpc-accept-encoding", accept_all, sizeof accept_all - 1);
-  nv_add_pairs(&l, &call->hdr_out);
-  nghttp2_data_provider dp = {.source = {.ptr = NULL}, .read_callback = read_cb};
-  if (nghttp2_submit_response(call->h2->session, call->sid, l.v, l.n, &dp) == 0)
-    call->submitted = 1;
-  else
-    nghttp2_submit_rst_stream(call->h2->session, NGHTTP2_FLAG_NONE, call->sid,
-                              NGHTTP2_INTERNAL_ERROR);
-  free(l.v);
-}
-
-/* One HEADERS frame with END_STREAM: status, the app's headers and trailers together. */
-static void submit_trailers_only(rt_grpc_srv_call *call) {
-  nvlist l;
-  char st[12], *msg = status_msgbuf(call);
-  if (!msg || nv_init(&l, 6 + count_pairs(&call->hdr_out) + count_pairs(&call->trl_out)) < 0) {
-    free(msg);
-    nghttp2_submit_rst_stream(call->h2->session, NGHTTP2_FLAG_NONE, call->sid,
-                              NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  nv_add(&l, ":status", "200", 3);
-  nv_add(&l, "content-type", "application/grpc", 16);
-  nv_add(&l, "grpc-accept-encoding", accept_all, sizeof accept_all - 1);
-  nv_add_status(&l, call, st, msg);
-  nv_add_pairs(&l, &call->hdr_out);
-  nv_add_pairs(&l, &call->trl_out);
-  nghttp2_submit_response(call->h2->session, call->sid, l.v, l.n, NULL);
-  call->submitted = call->trailers_sent = 1;
-  free(l.v);
-  free(msg);
-}
-
-static void submit_trailers(rt_grpc_srv_call *call) {
-  nvlist l;
-  char st[12], *msg = status_msgbuf(call);
-  if (!msg || nv_init(&l, 2 + count_pairs(&call->trl_out)) < 0) {
-    free(msg);
-    nghttp2_submit_rst_stream(call->h2->session, NGHTTP2_FLAG_NONE, call->sid,
-                              NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
-  nv_add_status(&l, call, st, msg);
-  nv_add_pairs(&l, &call->trl_out);
-  nghttp2_submit_trailer(call->h2->session, call->sid, l.v, l.n);
-  call->trailers_sent = 1;
-  free(l.v);
-  free(msg);
-}
-
-/* A plain HTTP answer for requests that are not gRPC at all. */
-static void submit_http_status(rt_grpc_srv_call *call, const char *status) {
-  nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE}};
-  nghttp2_submit_response(call->h2->session, call->sid, nv, 1, NULL);
-  call->submitted = call->trailers_sent = call->finished = 1;
-}
-
-static ssize_t read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
-                       uint32_t *flags, nghttp2_data_source *src, void *ud) {
-  rt_grpc_srv_call *call = nghttp2_session_get_stream_user_data(s, sid);
-  if (!call) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  size_t n = call->out.len < len ? call->out.len : len;
-  memcpy(buf, buf_bytes(&call->out), n);
-  /* Track where messages end, so a failing call can drop whole messages only. */
-  for (size_t left = n; left;) {
-    if (!call->head_left) {
-      const uint8_t *p = buf_bytes(&call->out);
-      call->head_left = RT_GRPC_PREFIX_LEN + ((size_t)p[1] << 24 | (size_t)p[2] << 16 |
-                                              (size_t)p[3] << 8 | p[4]);
-    }
-    size_t take = left < call->head_left ? left : call->head_left;
-    call->head_left -= take;
-    left -= take;
-    rt_buf_consume(&call->out, take);
-  }
-  if (call->want_writable && call->out.len <= RT_GRPC_SRV_OUT_LOW) {
-    call->want_writable = 0;
-    queue_event(call);
-  }
-  if (call->out.len == 0 && call->finished) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    submit_trailers(call);
-    return (ssize_t)n;
-  }
-  if (n) return (ssize_t)n;
-  call->deferred = 1;
-  return NGHTTP2_ERR_DEFERRED;
-}
-
-static void resume(rt_grpc_srv_call *call) {
-  if (!call->deferred || !live(call)) return;
-  call->deferred = 0;
-  nghttp2_session_resume_data(call->h2->session, call->sid);
-}
-
-static void kick(rt_grpc_srv_call *call) {
-  if (call->h2) rt_h2_pump(call->h2);
-}
-
 /* ---- ending a call -------------------------------------------------------------------- */
 
 /* rtserver_grpc_calls_total{method,code}. Only methods the app serves get their own label:
@@ -304,8 +94,8 @@ static int finish(rt_grpc_srv_call *call, int status, const char *msg, size_t ms
   }
   ev_timer_stop(call->srv->loop, &call->deadline);
   if (!live(call)) return 0;
-  if (!call->submitted) submit_trailers_only(call);
-  else resume(call);
+  if (!call->submitted) rt_grpc_srv_submit_trailers_only(call);
+  else rt_grpc_srv_resume(call);
   return 0;
 }
 
@@ -337,14 +127,14 @@ static void fail(rt_grpc_srv_call *call, int status, const char *fmt, ...) {
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, call->sid, NGHTTP2_CANCEL);
   }
   drop_input(call);
-  queue_event(call);
+  rt_grpc_srv_queue_event(call);
 }
 
 int rt_grpc_srv_finish(rt_grpc_srv_call *call, int status, const char *msg, size_t msglen) {
   if (status < 0 || status > 16) status = RT_GRPC_STATUS_UNKNOWN;
   int rc = finish(call, status, msg, msglen);
   if (rc == 0) drop_input(call);
-  kick(call);
+  rt_grpc_srv_kick(call);
   return rc;
 }
 
@@ -353,8 +143,8 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
   call->expired = call->cancelled = 1;
   call->refs++;
   if (!call->finished) fail(call, RT_GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
-  queue_event(call);
-  kick(call);
+  rt_grpc_srv_queue_event(call);
+  rt_grpc_srv_kick(call);
   call_unref(call);
 }
 
@@ -437,15 +227,15 @@ void rt_grpc_srv_on_headers_done(rt_grpc_srv_call *call) {
   static const char unimpl[] = "content-type is not application/grpc or application/grpc+proto";
   char msg[160];
   if (!call->method_post) {
-    submit_http_status(call, "405");
+    rt_grpc_srv_submit_http_status(call, "405");
   } else if (call->ct < 0) {
-    submit_http_status(call, "415");
+    rt_grpc_srv_submit_http_status(call, "415");
   } else if (call->too_big) {
     finish(call, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "request headers too large", 25);
   } else if (call->ct != RT_GRPC_CT_PROTO) {
     finish(call, RT_GRPC_STATUS_UNIMPLEMENTED, unimpl, sizeof unimpl - 1);
   } else if (call->req_enc == RT_GRPC_ENC_UNKNOWN) {
-    int n = snprintf(msg, sizeof msg, "grpc-encoding not supported (use %s)", accept_all);
+    int n = snprintf(msg, sizeof msg, "grpc-encoding not supported (use %s)", ACCEPT_ENCODINGS);
     finish(call, RT_GRPC_STATUS_UNIMPLEMENTED, msg, (size_t)n);
   } else if (call->bad_timeout) {
     finish(call, RT_GRPC_STATUS_INTERNAL, "malformed grpc-timeout", 22);
@@ -458,7 +248,7 @@ void rt_grpc_srv_on_headers_done(rt_grpc_srv_call *call) {
       ev_timer_set(&call->deadline, secs, 0);
       ev_timer_start(call->srv->loop, &call->deadline);
     }
-    queue_event(call);  /* the app hears of it once nghttp2 has returned */
+    rt_grpc_srv_queue_event(call);  /* the app hears of it once nghttp2 has returned */
   }
 }
 
@@ -493,14 +283,14 @@ static void feed(rt_grpc_srv_call *call, const uint8_t *data, size_t len) {
     call->nin++;
     got = 1;
   }
-  if (got) queue_event(call);
+  if (got) rt_grpc_srv_queue_event(call);
 }
 
 static void input_ended(rt_grpc_srv_call *call) {
   if (rt_grpc_dec_finish(&call->dec) < 0)
     fail(call, RT_GRPC_STATUS_INTERNAL, "request ended inside a message");
   else
-    queue_event(call);
+    rt_grpc_srv_queue_event(call);
 }
 
 void rt_grpc_srv_on_data(rt_grpc_srv_call *call, const uint8_t *data, size_t len) {
@@ -531,7 +321,7 @@ void rt_grpc_srv_on_close(rt_grpc_srv_call *call, uint32_t error_code) {
     count_call(call, RT_GRPC_STATUS_CANCELLED);
   }
   ev_timer_stop(call->srv->loop, &call->deadline);
-  if (call->dispatched || call->queued) queue_event(call);
+  if (call->dispatched || call->queued) rt_grpc_srv_queue_event(call);
   call->stream_closed = 1;
   call->h2 = NULL;
   if (call->prev) call->prev->next = call->next;
@@ -617,7 +407,7 @@ void rt_grpc_srv_release(rt_grpc_srv_call *call) {
   if (!call->finished) {
     static const char m[] = "the handler ended without a status";
     finish(call, RT_GRPC_STATUS_UNKNOWN, m, sizeof m - 1);
-    kick(call);
+    rt_grpc_srv_kick(call);
   }
   call_unref(call);
 }
@@ -645,7 +435,7 @@ int rt_grpc_srv_bind(rt_grpc_srv_call *call, const rt_grpc_srv_opts *b) {
   }
   if (call->in_ended && !call->finished) input_ended(call);
   settle(call);
-  kick(call);
+  rt_grpc_srv_kick(call);
   return 0;
 }
 
@@ -705,7 +495,7 @@ void rt_grpc_srv_recv_pop(rt_grpc_srv_call *call) {
   free(m);
   if (call->owed) {
     settle(call);
-    kick(call);
+    rt_grpc_srv_kick(call);
   }
 }
 
@@ -724,7 +514,7 @@ int rt_grpc_srv_send(rt_grpc_srv_call *call, const uint8_t *msg, size_t len, cha
          "reply message of %zu bytes is over the limit of %zu", len, call->b.max_send);
     snprintf(err, errlen, "reply message of %zu bytes is over the limit of %zu", len,
              call->b.max_send);
-    kick(call);
+    rt_grpc_srv_kick(call);
     return RT_GRPC_SRV_SEND_DEAD;
   }
   int zip = call->resp_enc == RT_GRPC_ENC_GZIP || call->resp_enc == RT_GRPC_ENC_DEFLATE;
@@ -733,14 +523,14 @@ int rt_grpc_srv_send(rt_grpc_srv_call *call, const uint8_t *msg, size_t len, cha
       rt_grpc_frame_encode_msg(call->resp_enc, -1, msg, len, rt_buf_end(&call->out), cap, &n,
                                NULL, err, errlen) < 0) {
     fail(call, RT_GRPC_STATUS_INTERNAL, "cannot frame the reply");
-    kick(call);
+    rt_grpc_srv_kick(call);
     return RT_GRPC_SRV_SEND_DEAD;
   }
   call->out.len += n;
   call->nout++;
-  submit_headers(call);
-  resume(call);
-  kick(call);
+  rt_grpc_srv_submit_headers(call);
+  rt_grpc_srv_resume(call);
+  rt_grpc_srv_kick(call);
   if (call->out.len >= RT_GRPC_SRV_OUT_HIGH && !call->finished) {
     call->want_writable = 1;
     return RT_GRPC_SRV_SEND_FULL;
@@ -805,7 +595,7 @@ int rt_grpc_srv_add_meta(rt_grpc_srv_call *call, int trailer, const char *key,
 
 int rt_grpc_srv_send_headers(rt_grpc_srv_call *call) {
   if (call->finished || !live(call)) return -1;
-  submit_headers(call);
-  kick(call);
+  rt_grpc_srv_submit_headers(call);
+  rt_grpc_srv_kick(call);
   return 0;
 }
