@@ -139,6 +139,14 @@ static void on_frame_start(wslay_event_context_ptr ctx,
   w->frame_len = arg->payload_length;
   w->direct = NULL;
   if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) w->msg.len = w->msg.off = 0;
+  /* RFC 6455 5.5.1: a close body starts with a two-byte code; wslay would answer a
+   * one-byte body with a plain close. */
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1 && !w->close_started) {
+    rt_info(&w->conn->srv->log, "%s: WebSocket close frame with a 1-byte body; closing 1002",
+            w->conn->peer);
+    fail_connection(w, WSLAY_CODE_PROTOCOL_ERROR, "close frame with a 1-byte body");
+    return;
+  }
   /* Without buffering wslay checks frames, not whole messages, against the limit: the
    * fragments of one message count together here. */
   if (w->frame_is_data && !w->close_started && w->msg.len + arg->payload_length > w->max_message) {
