@@ -179,9 +179,8 @@ static int flush(rt_conn *c) {
       iov[n].iov_len = c->out.v[i].chunk->len - c->out.v[i].off;
     }
     /* MSG_NOSIGNAL: a peer that went away must not kill a host that did not ignore
-     * SIGPIPE (we are a library). */
-    /* One buffer (the usual reply) goes by send(): the kernel skips copying in a
-     * msghdr and an iovec array. */
+     * SIGPIPE (we are a library). One buffer (the usual reply) goes by send(): the
+     * kernel then copies in no msghdr and no iovec array. */
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     ssize_t w = n == 1 ? send(c->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
                        : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
