@@ -1,7 +1,8 @@
 # rtserver — build, test, bench, install.
-# Every core/*.c goes into librtserver (static and shared); core/main.c is the CLI only.
-# Unit tests are tests/unit/test_*.c, fuzz harnesses tests/fuzz/fuzz_*.c: drop a file in
-# and it is built and run; no list to keep in step.
+# Every core/<layer>/*.c goes into librtserver (static and shared); core/main.c is the CLI
+# only. Unit tests are tests/unit/<layer>/test_*.c, fuzz harnesses tests/fuzz/fuzz_*.c: drop
+# a file in and it is built and run; no list to keep in step. The layers and what each may
+# use are in core/LAYERS (checked by tests/layering/check.py).
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -19,10 +20,11 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) $(
              -Icore -I$(BUILD)/gen -DRT_LUA_DIR_DEFAULT='"$(PREFIX)/share/rtserver/lua"'
 LDFLAGS_ALL = $(LDFLAGS) $(EXTRA_LDFLAGS)
 
-LIB_SRC  := $(filter-out core/main.c,$(wildcard core/*.c))
+LIB_SRC  := $(wildcard core/*/*.c)
+LIB_HDR  := $(wildcard core/*/*.h) core/rtserver.h
 GEN_SRC  := $(BUILD)/gen/descriptor.pb-c.c
 LIB_OBJ  := $(LIB_SRC:core/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/descriptor.pb-c.o
-UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_SRC := $(wildcard tests/unit/*/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 SUPPORT_SRC := $(wildcard tests/support/*.c)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -46,7 +48,7 @@ $(BUILD)/obj/descriptor.pb-c.o: $(GEN_SRC)
 
 # V=1 shows the full commands.
 Q := $(if $(V),,@)
-$(BUILD)/obj/%.o: core/%.c $(wildcard core/*.h) $(BUILD)/gen/descriptor.pb-c.h
+$(BUILD)/obj/%.o: core/%.c $(LIB_HDR) $(BUILD)/gen/descriptor.pb-c.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -63,7 +65,7 @@ $(BUILD)/rtserver: core/main.c $(BUILD)/librtserver.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(BUILD)/librtserver.a $(LDFLAGS_ALL) $(DEP_LIBS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(SUPPORT_SRC) $(BUILD)/librtserver.a
+$(BUILD)/tests/%: tests/unit/%.c $(SUPPORT_SRC) $(BUILD)/librtserver.a
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_SRC) $(BUILD)/librtserver.a \
@@ -114,7 +116,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -g -O1
 FUZZ_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(FUZZ_SAN) $(DEP_CFLAGS) \
   -DRT_LUA_DIR_DEFAULT='"$(PREFIX)/share/rtserver/lua"' -Icore -I$(BUILD)/gen -w
 FUZZ_OBJ := $(LIB_SRC:core/%.c=$(BUILD)/fuzz/obj/%.o) $(BUILD)/fuzz/obj/descriptor.pb-c.o
-$(BUILD)/fuzz/obj/%.o: core/%.c $(wildcard core/*.h) $(BUILD)/gen/descriptor.pb-c.h
+$(BUILD)/fuzz/obj/%.o: core/%.c $(LIB_HDR) $(BUILD)/gen/descriptor.pb-c.h
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  CC fuzz $<")
 	$(Q)$(CLANG) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "rtserver.h"
 
 static void usage(FILE *f) {

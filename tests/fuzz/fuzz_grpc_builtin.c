@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc_builtin.h"
+#include "grpc/grpc_builtin.h"
 
 #define CHECK(c)                                                             \
   do {                                                                       \

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc_frame.h"
-#include "grpc_meta.h"
+#include "grpc/grpc_frame.h"
+#include "grpc/grpc_meta.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "http1_parser.h"
+#include "base/buf.h"
+#include "http/http1_parser.h"
 
 #define CHECK(c)                                                                 \
   do {                                                                           \

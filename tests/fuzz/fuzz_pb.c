@@ -1,5 +1,5 @@
 /* libFuzzer harness for protobuf decode/encode with run-time descriptors (core/pb_*.c).
- * Input: byte 0 picks a message of tests/unit/proto (loaded through protoc at start), the
+ * Input: byte 0 picks a message of tests/unit/pb/proto (loaded through protoc at start), the
  * rest is its wire bytes. Checks: no crash or leak; whatever decodes re-encodes, and the
  * re-encoded bytes decode to a table deep-equal to the first (unknown fields included).
  * Run from the repository root (or set RT_PB_FUZZ_PROTO_DIR). */
@@ -11,8 +11,8 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-#include "pb_lua.h"
-#include "pb_schema.h"
+#include "lua/pb_lua.h"
+#include "pb/pb_schema.h"
 
 #define CHECK(c)                                                                 \
   do {                                                                           \
@@ -53,7 +53,7 @@ static const char deep_eq_src[] =
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   const char *dir = getenv("RT_PB_FUZZ_PROTO_DIR");
   char err[512], test[600], legacy[600];
-  if (!dir) dir = "tests/unit/proto";
+  if (!dir) dir = "tests/unit/pb/proto";
   snprintf(test, sizeof test, "%s/test.proto", dir);
   snprintf(legacy, sizeof legacy, "%s/legacy.proto", dir);
   fx.schema = rt_pb_schema_new();

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sockjs_frame.h"
-#include "utf8.h"
+#include "sockjs/sockjs_frame.h"
+#include "base/utf8.h"
 
 #define CHECK(c)                                                             \
   do {                                                                       \

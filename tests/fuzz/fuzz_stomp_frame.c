@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stomp_frame.h"
+#include "stomp/stomp_frame.h"
 
 #define CHECK(c)                                                                 \
     do {                                                                         \

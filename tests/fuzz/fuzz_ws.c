@@ -18,12 +18,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "http1.h"
+#include "net/conn.h"
+#include "http/http1.h"
 #include "rtserver.h"
-#include "server_int.h"
-#include "utf8.h"
-#include "ws.h"
+#include "net/server_int.h"
+#include "base/utf8.h"
+#include "ws/ws.h"
 
 #define CHECK(c)                                                                 \
   do {                                                                           \

@@ -9,8 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "conn.h"
-#include "http1.h"
+#include "net/conn.h"
+#include "http/http1.h"
 
 const uint8_t tws_mask[4] = {0x37, 0xfa, 0x21, 0x3d};
 

@@ -1,0 +1,287 @@
+#include "broker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/map.h"
+#include "server_int.h"
+#include "ws/ws.h"
+#include "ws/ws_frame.h"
+
+struct rt_topic {
+  char *name;
+  rt_sub *head;
+  size_t count;
+  int publishing;     /* a publish loop is walking this topic */
+  int pattern;        /* lives in b->patterns and matches names */
+  rt_sub *graveyard;  /* subscribers removed meanwhile */
+};
+
+struct rt_broker {
+  rt_server *srv;
+  rt_map topics;
+  rt_map patterns;    /* few in practice: every publish tries each */
+};
+
+rt_broker *rt_broker_new(rt_server *srv) {
+  rt_broker *b = calloc(1, sizeof *b);
+  if (b) b->srv = srv;
+  return b;
+}
+
+static void free_graveyard(rt_topic *t) {
+  while (t->graveyard) {
+    rt_sub *s = t->graveyard;
+    t->graveyard = s->grave_next;
+    free(s);
+  }
+}
+
+static void topic_free(rt_topic *t) {
+  free_graveyard(t);
+  free(t->name);
+  free(t);
+}
+
+static void topic_maybe_drop(rt_broker *b, rt_topic *t) {
+  if (t->head || t->publishing) return;
+  rt_map_remove(t->pattern ? &b->patterns : &b->topics, t->name);
+  topic_free(t);
+}
+
+static void free_topics(rt_map *m) {
+  const char *k;
+  void *v;
+  for (size_t i = 0; rt_map_next(m, &i, &k, &v);) {
+    rt_topic *t = v;
+    while (t->head) {
+      rt_sub *s = t->head;
+      t->head = s->next;
+      free(s);
+    }
+    topic_free(t);
+  }
+  rt_map_free(m);
+}
+
+void rt_broker_free(rt_broker *b) {
+  if (!b) return;
+  free_topics(&b->topics);
+  free_topics(&b->patterns);
+  free(b);
+}
+
+static rt_sub **conn_list(rt_conn *c) { return (rt_sub **)&c->subs; }
+
+static rt_sub *subscribe(rt_broker *b, rt_map *map, int pattern, const char *dest, rt_conn *c,
+                         rt_deliver_fn deliver, void *data) {
+  rt_topic *t = rt_map_get(map, dest);
+  if (!t) {
+    t = calloc(1, sizeof *t);
+    if (t) t->pattern = pattern;
+    if (!t || !(t->name = strdup(dest)) || rt_map_put(map, dest, t) < 0) {
+      if (t) free(t->name);
+      free(t);
+      return NULL;
+    }
+  }
+  rt_sub *s = calloc(1, sizeof *s);
+  if (!s) {
+    topic_maybe_drop(b, t);
+    return NULL;
+  }
+  s->topic = t;
+  s->conn = c;
+  s->deliver = deliver;
+  s->data = data;
+  s->next = t->head;
+  if (t->head) t->head->prev = s;
+  t->head = s;
+  t->count++;
+  s->conn_next = *conn_list(c);
+  *conn_list(c) = s;
+  return s;
+}
+
+rt_sub *rt_broker_subscribe(rt_broker *b, const char *dest, rt_conn *c, rt_deliver_fn deliver,
+                            void *data) {
+  return subscribe(b, &b->topics, 0, dest, c, deliver, data);
+}
+
+rt_sub *rt_broker_subscribe_pattern(rt_broker *b, const char *pattern, rt_conn *c,
+                                    rt_deliver_fn deliver, void *data) {
+  return subscribe(b, &b->patterns, 1, pattern, c, deliver, data);
+}
+
+/* Dynamic programming over (pattern token, name prefix), one row at a time: linear in
+ * the name for each token, so no pattern can make matching blow up. */
+int rt_broker_pattern_match(const char *pat, const char *name) {
+  size_t n = strlen(name);
+  if (n > RT_BROKER_MAX_NAME) return 0;
+  unsigned char row[RT_BROKER_MAX_NAME + 1], next[RT_BROKER_MAX_NAME + 1];
+  memset(row, 0, n + 1);
+  row[0] = 1;
+  for (const char *p = pat; *p;) {
+    if (p[0] == '*') {
+      int any = p[1] == '*';
+      p += any ? 2 : 1;
+      next[0] = row[0];
+      for (size_t j = 1; j <= n; j++) {
+        char ch = name[j - 1];
+        next[j] = row[j] || (next[j - 1] && (any || (ch != '/' && ch != '.')));
+      }
+    } else {
+      next[0] = 0;
+      for (size_t j = 1; j <= n; j++) next[j] = row[j - 1] && name[j - 1] == *p;
+      p++;
+    }
+    memcpy(row, next, n + 1);
+  }
+  return row[n];
+}
+
+static void unlink_from_topic(rt_broker *b, rt_sub *s) {
+  rt_topic *t = s->topic;
+  if (s->prev) s->prev->next = s->next;
+  else t->head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  t->count--;
+  if (t->publishing) {
+    /* The publish loop may hold a pointer to s, or be about to step through it: keep
+     * s->next as it was and free s when the loop is done. */
+    s->dead = 1;
+    s->grave_next = t->graveyard;
+    t->graveyard = s;
+  } else {
+    free(s);
+    topic_maybe_drop(b, t);
+  }
+}
+
+void rt_broker_unsubscribe(rt_broker *b, rt_sub *s) {
+  for (rt_sub **p = conn_list(s->conn); *p; p = &(*p)->conn_next)
+    if (*p == s) {
+      *p = s->conn_next;
+      break;
+    }
+  unlink_from_topic(b, s);
+}
+
+rt_sub *rt_broker_find(rt_broker *b, const char *dest, rt_conn *c, rt_deliver_fn deliver) {
+  for (rt_sub *s = *conn_list(c); s; s = s->conn_next)
+    if (s->deliver == deliver && strcmp(s->topic->name, dest) == 0) return s;
+  return NULL;
+}
+
+void rt_broker_drop_conn(rt_broker *b, rt_conn *c) {
+  rt_sub *s = *conn_list(c);
+  *conn_list(c) = NULL;
+  while (s) {
+    rt_sub *n = s->conn_next;
+    unlink_from_topic(b, s);
+    s = n;
+  }
+}
+
+/* Subscribers live all over the heap: with ten thousand of them a walk is a chain of
+ * cache misses. Each step asks for memory the next deliveries will read, at three
+ * depths, each reading only lines the previous step asked for (prefetching never faults,
+ * and unlinked subscribers stay allocated until the walk ends). */
+static inline void prefetch_ahead(const rt_sub *s) {
+  const rt_sub *n1 = s->next, *n2 = n1 ? n1->next : NULL;
+  if (n2) {
+    __builtin_prefetch(n2->next);
+    __builtin_prefetch(n2->data);
+    __builtin_prefetch(n2->conn);
+  }
+  if (n1) {
+    if (n1->prefetch) n1->prefetch(n1);
+    else if (n1->conn) __builtin_prefetch(n1->conn->pstate);
+  }
+}
+
+static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
+  long n = 0;
+  for (rt_sub *s = t->head, *next; s; s = next) {
+    /* A delivery may close a connection and unlink subscribers; dead ones keep their
+     * next pointer valid until the loop ends. */
+    next = s->next;
+    if (s->dead) continue;
+    prefetch_ahead(s);
+    s->deliver(s, m);
+    n++;
+  }
+  t->publishing--;
+  if (!t->publishing) {
+    free_graveyard(t);
+    topic_maybe_drop(b, t);
+  }
+  return n;
+}
+
+long rt_broker_publish(rt_broker *b, rt_msg *m) {
+  long n = 0;
+  rt_topic *t = rt_map_get(&b->topics, m->destination);
+  /* Matching patterns are collected (and pinned) before any delivery: a delivery may
+   * close connections, which removes topics from the map we would be walking. */
+  rt_topic *fixed[16], **hits = fixed;
+  size_t nhits = 0, cap = 16;
+  if (b->patterns.count) {
+    const char *k;
+    void *v;
+    for (size_t i = 0; rt_map_next(&b->patterns, &i, &k, &v);) {
+      if (!rt_broker_pattern_match(k, m->destination)) continue;
+      if (nhits == cap) {
+        rt_topic **bigger = malloc(cap * 2 * sizeof *bigger);
+        if (!bigger) break;
+        memcpy(bigger, hits, nhits * sizeof *hits);
+        if (hits != fixed) free(hits);
+        hits = bigger;
+        cap *= 2;
+      }
+      hits[nhits++] = v;
+      ((rt_topic *)v)->publishing++;
+    }
+  }
+  if (t) {
+    t->publishing++;
+    n += deliver_topic(b, t, m);
+  }
+  for (size_t i = 0; i < nhits; i++) n += deliver_topic(b, hits[i], m);
+  if (hits != fixed) free(hits);
+  b->srv->metrics.deliveries += n;
+  return n;
+}
+
+void rt_msg_release(rt_msg *m) {
+  if (m->ws_frame) rt_chunk_unref(m->ws_frame);
+  if (m->stomp_common) rt_chunk_unref(m->stomp_common);
+  if (m->sockjs_quoted) rt_chunk_unref(m->sockjs_quoted);
+  if (m->stomp_wires) m->stomp_wires_free(m->stomp_wires);
+  m->ws_frame = m->stomp_common = m->sockjs_quoted = NULL;
+  m->stomp_wires = NULL;
+}
+
+size_t rt_broker_count(rt_broker *b, const char *dest) {
+  rt_topic *t = rt_map_get(&b->topics, dest);
+  return t ? t->count : 0;
+}
+
+void rt_broker_deliver_ws(rt_sub *s, rt_msg *m) {
+  if (!m->ws_frame) {
+    m->ws_frame = rt_ws_frame_build(m->binary ? RT_WS_BINARY : RT_WS_TEXT, m->body->data, m->body->len);
+    if (!m->ws_frame) return;
+  }
+  rt_ws_send_frame(s->conn, m->ws_frame);
+}
+
+long rt_broker_publish_data(rt_broker *b, const char *dest, const void *data, size_t len,
+                            int binary) {
+  rt_msg m = {.destination = dest, .binary = binary};
+  m.body = rt_chunk_copy(data, len);
+  if (!m.body) return -1;
+  long n = rt_broker_publish(b, &m);
+  rt_chunk_unref(m.body);
+  rt_msg_release(&m);
+  return n;
+}

@@ -1,0 +1,93 @@
+/* The in-process pub/sub broker: destinations (topics) and their subscribers.
+ *
+ * A message is built once (rt_msg: the body chunk, and lazily the WebSocket frame of it)
+ * and handed to every subscriber's deliver function, which queues shared chunks on its
+ * connection. The interface is narrow (subscribe, unsubscribe, publish, deliveries
+ * coming back) so that a backplane (Redis pub/sub) can sit behind it later.
+ *
+ * Raw WebSocket and STOMP subscribers of the same name sit on the same topic, so one
+ * publish reaches both. A subscription may also be a pattern (rt_broker_subscribe_pattern):
+ * "*" matches within one name segment (segments end at '/' or '.'), "**" matches anything,
+ * separators included. */
+#ifndef RT_BROKER_H
+#define RT_BROKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+typedef struct rt_server rt_server;
+typedef struct rt_conn rt_conn;
+typedef struct rt_broker rt_broker;
+typedef struct rt_topic rt_topic;
+typedef struct rt_sub rt_sub;
+
+struct rt_stomp_header;
+
+typedef struct rt_msg {
+  const char *destination;
+  rt_chunk *body;
+  int binary;
+  rt_chunk *ws_frame;  /* built by the first WebSocket delivery, shared by the rest */
+  rt_chunk *sockjs_quoted;  /* the body as a JSON string, built by the first SockJS delivery */
+  /* For STOMP subscribers. The publisher may set these (NULL = defaults)... */
+  const char *stomp_destination;  /* MESSAGE destination header, if not destination */
+  const char *content_type;
+  const struct rt_stomp_header *headers;  /* extra MESSAGE headers */
+  size_t nheaders;
+  /* ...and the first STOMP delivery builds the shared header block, the rest reuse it. */
+  rt_chunk *stomp_common;
+  uint64_t stomp_id;
+  int stomp_text;      /* the shared parts are valid UTF-8 (a WebSocket text frame) */
+  /* Whole MESSAGE frames, wire-ready, that ack:auto subscribers with the same
+   * subscription id share (stomp_broker.c owns them and says how to free them). */
+  void *stomp_wires;
+  void (*stomp_wires_free)(void *wires);
+} rt_msg;
+
+typedef void (*rt_deliver_fn)(rt_sub *s, rt_msg *m);
+
+struct rt_sub {
+  rt_topic *topic;
+  rt_conn *conn;
+  rt_deliver_fn deliver;
+  void *data;             /* the subscriber's own state (a STOMP subscription, ...) */
+  /* Optional: touch (prefetch) what deliver will read, a delivery ahead of it. */
+  void (*prefetch)(const rt_sub *s);
+  rt_sub *prev, *next;    /* in the topic */
+  rt_sub *conn_next;      /* in the connection's list */
+  rt_sub *grave_next;     /* in the topic's graveyard (next stays valid for the walk) */
+  int dead;               /* removed during a publish; freed after it */
+};
+
+rt_broker *rt_broker_new(rt_server *srv);
+void rt_broker_free(rt_broker *b);
+/* Adds a subscriber; data is the subscriber's. Returns NULL on OOM. */
+rt_sub *rt_broker_subscribe(rt_broker *b, const char *destination, rt_conn *c,
+                            rt_deliver_fn deliver, void *data);
+/* Like rt_broker_subscribe, but pattern (e.g. "/topic/order.*") receives
+ * every publish whose destination matches it. */
+rt_sub *rt_broker_subscribe_pattern(rt_broker *b, const char *pattern, rt_conn *c,
+                                    rt_deliver_fn deliver, void *data);
+/* Does name match pattern? Names longer than RT_BROKER_MAX_NAME never match. */
+#define RT_BROKER_MAX_NAME 1024
+int rt_broker_pattern_match(const char *pattern, const char *name);
+void rt_broker_unsubscribe(rt_broker *b, rt_sub *s);
+/* The subscription of c to destination with this deliver function, if any. */
+rt_sub *rt_broker_find(rt_broker *b, const char *destination, rt_conn *c, rt_deliver_fn deliver);
+/* Removes every subscription of a closing connection. */
+void rt_broker_drop_conn(rt_broker *b, rt_conn *c);
+/* Delivers to every subscriber; returns how many got it. */
+long rt_broker_publish(rt_broker *b, rt_msg *m);
+/* Drops what deliveries built on m (the WebSocket frame, the STOMP header block). */
+void rt_msg_release(rt_msg *m);
+size_t rt_broker_count(rt_broker *b, const char *destination);
+
+/* The deliver function for plain WebSocket subscribers: the shared frame, no copy. */
+void rt_broker_deliver_ws(rt_sub *s, rt_msg *m);
+/* Publishes data as a text (or binary) message to destination. */
+long rt_broker_publish_data(rt_broker *b, const char *destination, const void *data, size_t len,
+                            int binary);
+
+#endif

@@ -1,0 +1,79 @@
+/* A connection: one socket, its read buffer, its write queue and its timers.
+ *
+ * Only conn.c reads and writes sockets. A protocol (HTTP/1.1, WebSocket, ...) plugs in
+ * through rt_proto callbacks and may be swapped while the connection lives (an HTTP
+ * request upgrading to WebSocket). Writes are queued and flushed once per loop turn, so
+ * several replies leave in one writev. Closing is deferred while a callback up the stack
+ * still holds the connection. */
+#ifndef RT_CONN_H
+#define RT_CONN_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+typedef struct rt_server rt_server;
+typedef struct rt_conn rt_conn;
+
+typedef struct rt_proto {
+  const char *name;
+  void (*on_read)(rt_conn *c);          /* new bytes are in c->in */
+  void (*on_drained)(rt_conn *c);       /* the write queue became empty */
+  void (*on_tick)(rt_conn *c, double idle);  /* periodic; idle = seconds since traffic */
+  void (*on_overflow)(rt_conn *c);      /* unsent output passed the bound: slow consumer */
+  void (*on_script_error)(rt_conn *c);  /* a Lua handler for this conn raised */
+  void (*on_shutdown)(rt_conn *c);      /* the server is stopping: say goodbye */
+  void (*on_close)(rt_conn *c);         /* free the protocol state */
+} rt_proto;
+
+enum { RT_PROTO_HTTP1, RT_PROTO_WS, RT_PROTO_STOMP, RT_PROTO_H2, RT_PROTO_COUNT };
+
+struct rt_conn {
+  rt_server *srv;
+  int fd;
+  uint32_t slot;
+  uint64_t id;                 /* slot + generation: what scripts hold */
+  ev_io rio, wio;
+  ev_timer tick;
+  double last_active;
+  rt_buf in;
+  rt_outq out;
+  const rt_proto *proto;
+  int proto_kind;
+  void *pstate;
+  int busy;                    /* callbacks on the stack; free waits for 0 */
+  unsigned closing : 1, close_after_write : 1, read_paused : 1, queued_flush : 1,
+      write_armed : 1, overflowed : 1, freed : 1, input_pending : 1;
+  rt_conn *next_flush;
+  rt_conn *next_dead;
+  struct rt_sub *subs;         /* broker subscriptions, dropped on close */
+  char peer[64];
+};
+
+rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer);
+void rt_conn_set_proto(rt_conn *c, const rt_proto *p, int kind, void *state);
+/* Queues bytes; the flush happens before the loop next blocks. Returns -1 when closing. */
+int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk);
+int rt_conn_write(rt_conn *c, const void *p, size_t n);
+void rt_conn_pause_read(rt_conn *c, int paused);
+/* Resumes reading, but hands bytes already buffered to the protocol on the next loop
+ * turn, not now: the caller (an upgrade) is not done setting the connection up. */
+void rt_conn_resume_read_later(rt_conn *c);
+/* Ends the connection now (queued output is dropped). */
+void rt_conn_close(rt_conn *c);
+/* Ends it once the queued output is written, or after a grace period. */
+void rt_conn_close_after_write(rt_conn *c);
+void rt_conn_touch(rt_conn *c);
+/* Looks a script's handle up; NULL when that connection is gone. */
+rt_conn *rt_conn_find(rt_server *srv, uint64_t id);
+
+/* Server-side plumbing for conn.c. */
+/* Small writes coalesce into chunks of this size, kept in srv->small_chunks for reuse:
+ * up to RT_CONN_SPARE_CHUNKS of them (1 MiB) wait between loop turns. */
+#define RT_CONN_SMALL_CHUNK 4096
+#define RT_CONN_SPARE_CHUNKS 256
+void rt_conn_flush_all(rt_server *srv);
+void rt_conn_reap(rt_server *srv);
+
+#endif

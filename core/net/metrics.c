@@ -1,0 +1,83 @@
+#include "metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/map.h"
+#include "server_int.h"
+
+void rt_metrics_add(rt_server *srv, const char *name, const char *labels, double delta) {
+  char key[512];
+  snprintf(key, sizeof key, "%s{%s}", name, labels ? labels : "");
+  double *v = rt_map_get(&srv->labeled, key);
+  if (!v) {
+    if (!(v = calloc(1, sizeof *v))) return;
+    if (rt_map_put(&srv->labeled, key, v) < 0) {
+      free(v);
+      return;
+    }
+  }
+  *v += delta;
+}
+
+static void counter(rt_buf *out, const char *name, const char *help, long v) {
+  rt_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s %ld\n", name, help, name, name, v);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Labeled counters, grouped by name so each family gets one TYPE line. */
+static void render_labeled(rt_server *srv, rt_buf *out) {
+  size_t n = srv->labeled.count, k = 0;
+  const char **keys = calloc(n ? n : 1, sizeof *keys);
+  if (!keys) return;
+  const char *key;
+  void *val;
+  for (size_t it = 0; rt_map_next(&srv->labeled, &it, &key, &val);) keys[k++] = key;
+  qsort(keys, k, sizeof *keys, cmp_str);
+  char family[256] = "";
+  for (size_t i = 0; i < k; i++) {
+    const char *brace = strchr(keys[i], '{');
+    size_t fl = brace ? (size_t)(brace - keys[i]) : strlen(keys[i]);
+    if (fl >= sizeof family) continue;
+    if (strncmp(family, keys[i], fl) != 0 || family[fl] != 0) {
+      memcpy(family, keys[i], fl);
+      family[fl] = 0;
+      rt_buf_appendf(out, "# TYPE %s counter\n", family);
+    }
+    double v = *(double *)rt_map_get(&srv->labeled, keys[i]);
+    /* "name{}" is not valid exposition syntax: drop empty braces. */
+    if (brace && brace[1] == '}') rt_buf_appendf(out, "%s %.17g\n", family, v);
+    else rt_buf_appendf(out, "%s %.17g\n", keys[i], v);
+  }
+  free(keys);
+}
+
+void rt_metrics_render(rt_server *srv, rt_buf *out) {
+  static const char *const proto_names[RT_PROTO_COUNT] = {"http1", "websocket", "stomp", "h2"};
+  const rt_metrics *m = &srv->metrics;
+  rt_buf_appendf(out, "# HELP rtserver_connections_open Open connections by protocol.\n"
+                      "# TYPE rtserver_connections_open gauge\n");
+  for (int i = 0; i < RT_PROTO_COUNT; i++)
+    rt_buf_appendf(out, "rtserver_connections_open{protocol=\"%s\"} %ld\n", proto_names[i], m->conns_open[i]);
+  counter(out, "rtserver_connections_total", "Connections accepted.", m->conns_total);
+  counter(out, "rtserver_messages_in_total", "Messages received (WebSocket, STOMP, gRPC).", m->msgs_in);
+  counter(out, "rtserver_messages_out_total", "Messages sent.", m->msgs_out);
+  counter(out, "rtserver_fanout_deliveries_total", "Deliveries by the broker to subscribers.", m->deliveries);
+  counter(out, "rtserver_slow_consumers_closed_total", "Connections closed for unread output.", m->slow_consumers);
+  counter(out, "rtserver_lua_errors_total", "Errors raised by Lua handlers.", m->lua_errors);
+  counter(out, "rtserver_reloads_total", "Successful app reloads.", m->reloads);
+  counter(out, "rtserver_reload_failures_total", "Reloads that failed (old code kept).", m->reload_failures);
+  counter(out, "rtserver_http_requests_total", "HTTP/1.1 requests.", m->http_requests);
+  render_labeled(srv, out);
+}
+
+void rt_metrics_free(rt_server *srv) {
+  const char *k;
+  void *v;
+  for (size_t it = 0; rt_map_next(&srv->labeled, &it, &k, &v);) free(v);
+  rt_map_free(&srv->labeled);
+}

@@ -1,0 +1,50 @@
+/* WebSocket (RFC 6455) connections, server side, on wslay.
+ *
+ * wslay parses client frames, checks masking, opcodes, control-frame rules, close codes
+ * and message size, answers pings and runs the close handshake. Data frames the server
+ * sends are framed here instead (ws_frame.c), so one frame can be shared by every
+ * subscriber of a topic without a copy per receiver. */
+#ifndef RT_WS_H
+#define RT_WS_H
+
+#include <stddef.h>
+
+#include "base/buf.h"
+#include "net/conn.h"
+#include "http/http1_parser.h"
+
+typedef struct rt_ws_opts {
+  const char *const *protocols;  /* subprotocols we speak, in order of preference */
+  int nprotocols;
+  const char *const *origins;    /* allowed Origin values; none = any */
+  int norigins;
+  size_t max_message;            /* 0 = server default */
+} rt_ws_opts;
+
+/* Validates the upgrade request and answers it: 101 and the connection becomes a
+ * WebSocket (returns 0), or an HTTP error status is sent (returns -1). The chosen
+ * subprotocol ("" for none) is copied to protocol. */
+int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *opts,
+                 char *protocol, size_t protocol_len);
+int rt_ws_is_ws(const rt_conn *c);
+int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len);
+/* Queues a frame built once (rt_ws_frame_build) and shared by many connections. */
+int rt_ws_send_frame(rt_conn *c, rt_chunk *frame);
+/* Queues pre-built chunks as ONE unfragmented message: the frame header is computed from
+ * their total length. Lets a STOMP MESSAGE go out as [header + per-subscriber head] +
+ * shared body + shared NUL without copying the body per subscriber. */
+int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n);
+
+/* A sink takes a WebSocket's messages instead of the Lua app (STOMP over WebSocket). */
+typedef struct rt_ws_sink {
+  void (*on_message)(rt_conn *c, void *data, const uint8_t *msg, size_t len, int binary);
+  void (*on_close)(rt_conn *c, void *data);  /* the connection is going away */
+  void (*on_shutdown)(rt_conn *c, void *data);  /* the server stops: say goodbye (NULL: 1001) */
+  void *data;
+} rt_ws_sink;
+void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink);
+
+/* Starts the close handshake. */
+void rt_ws_close(rt_conn *c, int code, const char *reason);
+
+#endif
