@@ -31,7 +31,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 
 .SECONDARY:
-.PHONY: embed-test all run test unit fuzz-replay integration asan bench install clean deps deps-test
+.PHONY: layers embed-test all run test unit fuzz-replay integration asan bench install clean deps deps-test
 all: $(BUILD)/rtserver $(BUILD)/librtserver.a $(BUILD)/librtserver.so
 
 $(BUILD)/gen/descriptor.pb-c.c: /usr/include/google/protobuf/descriptor.proto
@@ -71,20 +71,29 @@ $(BUILD)/tests/%: tests/unit/%.c $(SUPPORT_SRC) $(BUILD)/librtserver.a
 	$(Q)$(CC) $(ALL_CFLAGS) -Itests/support -o $@ $< $(SUPPORT_SRC) $(BUILD)/librtserver.a \
 	  $(LDFLAGS_ALL) $(DEP_LIBS) -lcmocka
 
-# The embedding test: install into a staging dir, build tests/embed/host.c against the
-# installed header, library and rtserver.pc, and run it under valgrind.
+# The embedding tests: install into a staging dir, build each tests/embed host against the
+# installed header, library and rtserver.pc, and run it under valgrind. host.c embeds a
+# script; host_c.c fills the app table with C callbacks and loads no script at all.
 STAGE := $(abspath $(BUILD))/stage
+STAGE_PC = PKG_CONFIG_PATH=$(STAGE)/usr/local/lib/pkgconfig pkg-config
+EMBED_HOSTS := host host_c
 embed-test: all
 	@rm -rf $(STAGE)
 	@$(MAKE) --no-print-directory install DESTDIR=$(STAGE) PREFIX=/usr/local >/dev/null
-	$(CC) -std=gnu11 -Wall -o $(BUILD)/embed-host tests/embed/host.c \
-	  $$(PKG_CONFIG_PATH=$(STAGE)/usr/local/lib/pkgconfig pkg-config \
-	     --define-variable=prefix=$(STAGE)/usr/local --static --cflags rtserver) \
-	  $(STAGE)/usr/local/lib/librtserver.a \
-	  $$(PKG_CONFIG_PATH=$(STAGE)/usr/local/lib/pkgconfig pkg-config --static --libs-only-l rtserver | \
-	     sed 's/-lrtserver//') $(DEP_CFLAGS) -lpthread
-	valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
-	  $(BUILD)/embed-host $(STAGE)/usr/local/share/rtserver/lua
+	@set -e; for h in $(EMBED_HOSTS); do \
+	  echo "== embedding host tests/embed/$$h.c under valgrind"; \
+	  $(CC) -std=gnu11 -Wall -o $(BUILD)/embed-$$h tests/embed/$$h.c \
+	    $$($(STAGE_PC) --define-variable=prefix=$(STAGE)/usr/local --static --cflags rtserver) \
+	    $(STAGE)/usr/local/lib/librtserver.a \
+	    $$($(STAGE_PC) --static --libs-only-l rtserver | sed 's/-lrtserver//') $(DEP_CFLAGS) -lpthread; \
+	  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	    $(BUILD)/embed-$$h $(STAGE)/usr/local/share/rtserver/lua; \
+	done
+
+# The layering check (core/LAYERS) over includes and the objects' symbols, and its own test.
+layers: all
+	@tests/layering/check.py core $(BUILD)/obj
+	@tests/layering/test_check.sh
 
 # ---- user-facing targets -------------------------------------------------------------
 PORT ?= 8080
@@ -99,6 +108,7 @@ deps-test: ; @.ci/install-deps test
 
 test: deps-test
 	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory layers
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory embed-test

@@ -81,6 +81,83 @@ void rt_server_free(rt_server *srv);
 
 struct lua_State *rt_server_lua(rt_server *srv);
 
+/* ---- The app: who serves what arrives -------------------------------------------------
+ * The server hands every HTTP request, WebSocket message and gRPC call to its app, a table
+ * of callbacks. Loading a script (rt_server_load_app, or rt_server_register_function) makes
+ * the Lua bridge the app; a C host may fill the table itself instead and serve with no
+ * script at all (tests/embed/host_c.c does). Connections are named by ids: a call with the
+ * id of a connection that is gone fails cleanly, so a host may keep ids as long as it likes.
+ * Strings and requests handed to a callback are valid until it returns. */
+
+typedef struct rt_http_header {
+  const char *name;   /* lower-cased */
+  const char *value;
+} rt_http_header;
+
+#define RT_HTTP_MAX_HEADERS 100
+
+typedef struct rt_http_req {
+  const char *method;
+  const char *target;  /* as sent: path?query */
+  const char *path;    /* percent-decoded path */
+  const char *query;   /* raw query string without '?', "" if none */
+  rt_http_header headers[RT_HTTP_MAX_HEADERS];
+  int nheaders;
+  const uint8_t *body;
+  size_t body_len;
+  int http_minor;
+  int keep_alive;
+  int upgrade;         /* Connection: upgrade + Upgrade: present */
+} rt_http_req;
+
+/* The value of a header (lname lower case), or NULL. */
+const char *rt_http_req_header(const rt_http_req *req, const char *lname);
+
+typedef struct rt_grpc_srv_call rt_grpc_srv_call;
+
+typedef struct rt_app {
+  void *data;  /* handed back to every callback */
+  /* An HTTP/1.1 request. It must end in rt_http_respond, now or later, or in
+   * rt_websocket_accept. NULL: every request is answered 404. */
+  void (*http_request)(rt_server *srv, void *data, uint64_t conn, const rt_http_req *req,
+                       const char *peer);
+  /* A whole WebSocket message; a text message is valid UTF-8. */
+  void (*ws_message)(rt_server *srv, void *data, uint64_t conn, const uint8_t *msg, size_t len,
+                     int binary);
+  /* A WebSocket is gone, once per WebSocket: its close code, 1006 when none arrived. */
+  void (*ws_close)(rt_server *srv, void *data, uint64_t conn, int code, const char *reason);
+  /* gRPC over HTTP/2. The call interface is internal (core/grpc/grpc_server.h) and the Lua
+   * bridge is its one user today; with these NULL, gRPC calls are answered UNIMPLEMENTED. */
+  void (*grpc_call)(rt_server *srv, void *data, rt_grpc_srv_call *call);
+  void (*grpc_event)(rt_server *srv, void *data, rt_grpc_srv_call *call);
+  /* rt_server_stop: stop what the app runs by itself (file watchers, timers). May be NULL. */
+  void (*stop)(rt_server *srv, void *data);
+  /* The server is freed, or another app takes this one's place. May be NULL. */
+  void (*free)(rt_server *srv, void *data);
+} rt_app;
+
+/* Makes a copy of *app the server's app; the previous app's free runs first. Not from
+ * inside one of the previous app's callbacks. */
+void rt_server_set_app(rt_server *srv, const rt_app *app);
+
+/* Answers the request conn is waiting on. headers: nheaders (name, value) pairs. Returns
+ * 0, or -1 when the connection is gone or has no request to answer. */
+int rt_http_respond(rt_server *srv, uint64_t conn, int status, const char *const *headers,
+                    int nheaders, const void *body, size_t len);
+/* Answers conn's upgrade request with 101: it becomes a WebSocket. protocols: the
+ * subprotocols spoken, in order of preference (may be NULL). Returns 0, or -1 when the
+ * request was no valid upgrade (answered with its HTTP error) or conn is gone. */
+int rt_websocket_accept(rt_server *srv, uint64_t conn, const char *const *protocols,
+                        int nprotocols);
+/* Queues a message; text must be valid UTF-8. Returns 0, or -1 (gone, closing, or a slow
+ * consumer cut off). */
+int rt_websocket_send(rt_server *srv, uint64_t conn, const void *data, size_t len, int binary);
+/* Starts the close handshake with code (1000, 1001, ..., 3000-4999) and reason. */
+int rt_websocket_close(rt_server *srv, uint64_t conn, int code, const char *reason);
+/* Subscribes a WebSocket to a topic: rt_server_publish and scripts' publishes reach it. */
+int rt_websocket_subscribe(rt_server *srv, uint64_t conn, const char *topic);
+int rt_websocket_unsubscribe(rt_server *srv, uint64_t conn, const char *topic);
+
 #ifdef __cplusplus
 }
 #endif

@@ -44,9 +44,10 @@ void rt_grpc_srv_queue_event(rt_grpc_srv_call *call) {
   call->queued = 1;
   call->refs++;
   call->next_event = NULL;
-  if (h->events_tail) h->events_tail->next_event = call;
-  else h->events = call;
-  h->events_tail = call;
+  rt_grpc_srv_call *tail = h->news_tail;
+  if (tail) tail->next_event = call;
+  else h->news = call;
+  h->news_tail = call;
 }
 
 /* Lets the peer send more once the app has room for it. */
@@ -150,7 +151,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- request side (called by h2.c from nghttp2 callbacks) ------------------------------- */
 
-rt_grpc_srv_call *rt_grpc_srv_open(rt_h2 *h, int32_t sid) {
+static void *stream_open(rt_h2 *h, int32_t sid) {
   rt_grpc_srv_call *call = calloc(1, sizeof *call);
   if (!call) return NULL;
   call->srv = h->c->srv;
@@ -163,9 +164,10 @@ rt_grpc_srv_call *rt_grpc_srv_open(rt_h2 *h, int32_t sid) {
   call->ct = -2;
   ev_timer_init(&call->deadline, on_deadline, 0, 0);
   call->deadline.data = call;
-  call->next = h->calls;
-  if (h->calls) h->calls->prev = call;
-  h->calls = call;
+  rt_grpc_srv_call *first = h->open;
+  call->next = first;
+  if (first) first->prev = call;
+  h->open = call;
   return call;
 }
 
@@ -182,8 +184,9 @@ static char *dup_n(const uint8_t *p, size_t n) {
   return s;
 }
 
-void rt_grpc_srv_on_header(rt_grpc_srv_call *call, const uint8_t *name, size_t namelen,
-                           const uint8_t *value, size_t valuelen) {
+static void stream_header(void *st, const uint8_t *name, size_t namelen,
+                          const uint8_t *value, size_t valuelen) {
+  rt_grpc_srv_call *call = st;
   size_t max = call->srv->cfg.max_header_bytes ? call->srv->cfg.max_header_bytes : 16384;
   call->header_bytes += namelen + valuelen + 32;  /* RFC 9113 6.5.2 counts 32 per field */
   if (call->too_big || call->header_bytes > max) {
@@ -223,7 +226,8 @@ static int path_ok(const char *p) {
   return slash && slash > p + 1 && slash[1] && !strchr(slash + 1, '/');
 }
 
-void rt_grpc_srv_on_headers_done(rt_grpc_srv_call *call) {
+static void stream_headers_done(void *st) {
+  rt_grpc_srv_call *call = st;
   static const char unimpl[] = "content-type is not application/grpc or application/grpc+proto";
   char msg[160];
   if (!call->method_post) {
@@ -293,7 +297,8 @@ static void input_ended(rt_grpc_srv_call *call) {
     rt_grpc_srv_queue_event(call);
 }
 
-void rt_grpc_srv_on_data(rt_grpc_srv_call *call, const uint8_t *data, size_t len) {
+static void stream_data(void *st, const uint8_t *data, size_t len) {
+  rt_grpc_srv_call *call = st;
   call->owed += len;
   if (call->finished) {
     settle(call);  /* nobody wants it: credit it back */
@@ -308,12 +313,14 @@ void rt_grpc_srv_on_data(rt_grpc_srv_call *call, const uint8_t *data, size_t len
   settle(call);
 }
 
-void rt_grpc_srv_on_end(rt_grpc_srv_call *call) {
+static void stream_end(void *st) {
+  rt_grpc_srv_call *call = st;
   call->in_ended = 1;
   if (call->bound && !call->finished) input_ended(call);
 }
 
-void rt_grpc_srv_on_close(rt_grpc_srv_call *call, uint32_t error_code) {
+static void stream_close(void *st, uint32_t error_code) {
+  rt_grpc_srv_call *call = st;
   rt_h2 *h = call->h2;
   if (!h) return;
   if (!call->finished) {
@@ -325,13 +332,16 @@ void rt_grpc_srv_on_close(rt_grpc_srv_call *call, uint32_t error_code) {
   call->stream_closed = 1;
   call->h2 = NULL;
   if (call->prev) call->prev->next = call->next;
-  else h->calls = call->next;
+  else h->open = call->next;
   if (call->next) call->next->prev = call->prev;
   call->prev = call->next = NULL;
   call_unref(call);
 }
 
-int rt_grpc_srv_input_open(const rt_grpc_srv_call *call) { return !call->in_ended; }
+static int stream_input_open(const void *st) {
+  const rt_grpc_srv_call *call = st;
+  return !call->in_ended;
+}
 
 /* ---- events --------------------------------------------------------------------------- */
 
@@ -340,30 +350,33 @@ static void deliver(rt_grpc_srv_call *call) {
     /* Ended before the app saw it (an error answered from the headers, a reset). */
     if (call->finished || call->cancelled) return;
     call->dispatched = 1;
-    rt_app_grpc_call(call->srv, call);
+    rt_server *srv = call->srv;
+    if (srv->app.grpc_call) srv->app.grpc_call(srv, srv->app.data, call);
+    else rt_grpc_srv_finish(call, RT_GRPC_STATUS_UNIMPLEMENTED, "no gRPC services", 16);
   } else if (call->app) {
-    rt_app_grpc_event(call->srv, call);
+    rt_server *srv = call->srv;
+    if (srv->app.grpc_event) srv->app.grpc_event(srv, srv->app.data, call);
   }
 }
 
-void rt_grpc_srv_run_events(rt_h2 *h) {
-  while (h->events && !h->dead) {
-    rt_grpc_srv_call *call = h->events;
-    h->events = call->next_event;
-    if (!h->events) h->events_tail = NULL;
+static void run_events(rt_h2 *h) {
+  while (h->news && !h->dead) {
+    rt_grpc_srv_call *call = h->news;
+    h->news = call->next_event;
+    if (!h->news) h->news_tail = NULL;
     call->queued = 0;
     deliver(call);
     call_unref(call);
   }
 }
 
-void rt_grpc_srv_detach_all(rt_h2 *h) {
-  rt_grpc_srv_call *list = h->events;
-  h->events = h->events_tail = NULL;
+static void detach_all(rt_h2 *h) {
+  rt_grpc_srv_call *list = h->news;
+  h->news = h->news_tail = NULL;
   /* Detach them all first: a handler woken below may touch any of its calls. */
-  while (h->calls) {
-    rt_grpc_srv_call *call = h->calls;
-    h->calls = call->next;
+  while (h->open) {
+    rt_grpc_srv_call *call = h->open;
+    h->open = call->next;
     call->prev = call->next = NULL;
     if (!call->finished) call->cancelled = 1;
     call->stream_closed = 1;
@@ -386,11 +399,28 @@ void rt_grpc_srv_detach_all(rt_h2 *h) {
   }
 }
 
-unsigned rt_grpc_srv_open_calls(const rt_h2 *h) {
+static unsigned open_count(const rt_h2 *h) {
   unsigned n = 0;
-  for (const rt_grpc_srv_call *call = h->calls; call; call = call->next) n++;
+  for (const rt_grpc_srv_call *call = h->open; call; call = call->next) n++;
   return n;
 }
+
+static const rt_h2_streams grpc_streams = {
+    .stream_open = stream_open,
+    .stream_header = stream_header,
+    .stream_headers_done = stream_headers_done,
+    .stream_data = stream_data,
+    .stream_end = stream_end,
+    .stream_close = stream_close,
+    .stream_input_open = stream_input_open,
+    .run = run_events,
+    .detach_all = detach_all,
+    .open_count = open_count,
+};
+
+void rt_grpc_srv_start(rt_conn *c) { rt_h2_start(c, &grpc_streams); }
+
+void rt_grpc_srv_enable(rt_server *srv) { srv->h2_start = rt_grpc_srv_start; }
 
 /* ---- for the app ---------------------------------------------------------------------- */
 

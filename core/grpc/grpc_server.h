@@ -22,7 +22,7 @@
 #include "grpc_meta.h"
 
 typedef struct rt_server rt_server;
-typedef struct rt_h2 rt_h2;
+typedef struct rt_conn rt_conn;
 typedef struct rt_grpc_srv_call rt_grpc_srv_call;
 
 #define RT_GRPC_SRV_IN_HIGH (256 * 1024)
@@ -31,15 +31,6 @@ typedef struct rt_grpc_srv_call rt_grpc_srv_call;
 #define RT_GRPC_SRV_MAX_META_OUT (8 * 1024)  /* custom response headers, and trailers, each */
 #define RT_GRPC_SRV_MAX_PATH 1024
 #define RT_GRPC_SRV_MAX_STATUS_MSG 1024      /* grpc-message before percent-encoding */
-
-/* ---- what the app layer implements (lua_grpc.c) -------------------------------------- */
-/* A new call passed header validation. The app looks its method up and binds it (or
- * finishes it with UNIMPLEMENTED), takes a reference with rt_grpc_srv_set_app, and
- * releases it with rt_grpc_srv_release when its handler is done. */
-void rt_app_grpc_call(rt_server *srv, rt_grpc_srv_call *call);
-/* Something changed for a call the app holds: a message or the end of input arrived,
- * queued output drained, or the call was cancelled, expired or failed. */
-void rt_app_grpc_event(rt_server *srv, rt_grpc_srv_call *call);
 
 /* ---- for the app layer ---------------------------------------------------------------- */
 typedef struct rt_grpc_srv_opts {
@@ -102,22 +93,15 @@ int rt_grpc_srv_send_headers(rt_grpc_srv_call *call);
  * Returns -1 if it had ended already. */
 int rt_grpc_srv_finish(rt_grpc_srv_call *call, int status, const char *msg, size_t msglen);
 
-/* ---- for h2.c --------------------------------------------------------------------------- */
-rt_grpc_srv_call *rt_grpc_srv_open(rt_h2 *h, int32_t sid);
-void rt_grpc_srv_on_header(rt_grpc_srv_call *call, const uint8_t *name, size_t namelen,
-                           const uint8_t *value, size_t valuelen);
-void rt_grpc_srv_on_headers_done(rt_grpc_srv_call *call);
-/* Flow-control credit for the bytes is given back when the app has room for them. */
-void rt_grpc_srv_on_data(rt_grpc_srv_call *call, const uint8_t *data, size_t len);
-void rt_grpc_srv_on_end(rt_grpc_srv_call *call);
-/* The stream is gone (its last frame was sent, or it was reset). */
-void rt_grpc_srv_on_close(rt_grpc_srv_call *call, uint32_t error_code);
-/* The client has not ended its side of the stream yet. */
-int rt_grpc_srv_input_open(const rt_grpc_srv_call *call);
-/* Runs the events queued on h (new calls, news for the app). */
-void rt_grpc_srv_run_events(rt_h2 *h);
-/* The connection is gone: every call is detached and cancelled, the app told at once. */
-void rt_grpc_srv_detach_all(rt_h2 *h);
-unsigned rt_grpc_srv_open_calls(const rt_h2 *h);
+/* ---- wiring ---------------------------------------------------------------------------- */
+/* c speaks HTTP/2 from now on, every stream a gRPC call (a port of gRPC's own). */
+void rt_grpc_srv_start(rt_conn *c);
+/* HTTP/1.1 connections that open with the HTTP/2 preface become gRPC connections. A new
+ * call goes to the server's app (rt_app.grpc_call), which looks its method up and binds
+ * it (or finishes it with UNIMPLEMENTED), takes a reference with rt_grpc_srv_set_app and
+ * releases it with rt_grpc_srv_release when its handler is done; rt_app.grpc_event says
+ * something changed for a call the app holds: a message or the end of input arrived,
+ * queued output drained, or the call was cancelled, expired or failed. */
+void rt_grpc_srv_enable(rt_server *srv);
 
 #endif

@@ -29,7 +29,7 @@ struct rt_grpc_srv_call {
   rt_h2 *h2;                 /* set while the stream is open */
   int32_t sid;
   int refs;                  /* the stream's, the app's, one per queued event */
-  rt_grpc_srv_call *prev, *next; /* h2->calls */
+  rt_grpc_srv_call *prev, *next; /* h2->open */
   rt_grpc_srv_call *next_event;
   uint64_t conn_id;
   char peer[64];

@@ -4,26 +4,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc/grpc_server.h"
 #include "net/server_int.h"
 
 static const rt_proto h2_proto;
 
 int rt_h2_is_h2(const rt_conn *c) { return c->proto == &h2_proto; }
 
-static rt_grpc_srv_call *stream_call(rt_h2 *h, int32_t sid) {
+static void *stream_of(rt_h2 *h, int32_t sid) {
   return nghttp2_session_get_stream_user_data(h->session, sid);
 }
 
-/* ---- nghttp2 callbacks: they only change call state --------------------------------- */
+/* ---- nghttp2 callbacks: they only change stream state -------------------------------- */
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   rt_h2 *h = ud;
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  rt_grpc_srv_call *call = rt_grpc_srv_open(h, f->hd.stream_id);
+  void *st = h->streams->stream_open(h, f->hd.stream_id);
   /* Out of memory: nghttp2 resets just this stream. */
-  if (!call) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  nghttp2_session_set_stream_user_data(s, f->hd.stream_id, call);
+  if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
   return 0;
 }
 
@@ -31,10 +30,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *ud) {
   rt_h2 *h = ud;
-  /* Trailers from a client carry nothing gRPC uses. */
+  /* Request headers only: trailers from a client carry nothing gRPC uses. */
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  rt_grpc_srv_call *call = stream_call(h, f->hd.stream_id);
-  if (call) rt_grpc_srv_on_header(call, name, namelen, value, valuelen);
+  void *st = stream_of(h, f->hd.stream_id);
+  if (st) h->streams->stream_header(st, name, namelen, value, valuelen);
   return 0;
 }
 
@@ -54,14 +53,14 @@ static void count_reset(rt_h2 *h) {
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
   rt_h2 *h = ud;
-  rt_grpc_srv_call *call = f->hd.stream_id ? stream_call(h, f->hd.stream_id) : NULL;
+  void *st = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
   switch (f->hd.type) {
     case NGHTTP2_HEADERS:
-      if (call && f->headers.cat == NGHTTP2_HCAT_REQUEST) rt_grpc_srv_on_headers_done(call);
-      if (call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) rt_grpc_srv_on_end(call);
+      if (st && f->headers.cat == NGHTTP2_HCAT_REQUEST) h->streams->stream_headers_done(st);
+      if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) h->streams->stream_end(st);
       break;
     case NGHTTP2_DATA:
-      if (call && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) rt_grpc_srv_on_end(call);
+      if (st && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) h->streams->stream_end(st);
       break;
     case NGHTTP2_RST_STREAM:
       count_reset(h);
@@ -78,18 +77,18 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const u
   /* The connection window is always given back: a stalled stream holds only its own
    * window, never the other streams'. */
   nghttp2_session_consume_connection(s, len);
-  rt_grpc_srv_call *call = stream_call(h, sid);
-  if (call) rt_grpc_srv_on_data(call, data, len);
+  void *st = stream_of(h, sid);
+  if (st) h->streams->stream_data(st, data, len);
   else nghttp2_session_consume_stream(s, sid, len);
   return 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud) {
   rt_h2 *h = ud;
-  rt_grpc_srv_call *call = stream_call(h, sid);
-  if (call) {
+  void *st = stream_of(h, sid);
+  if (st) {
     nghttp2_session_set_stream_user_data(s, sid, NULL);
-    rt_grpc_srv_on_close(call, error_code);
+    h->streams->stream_close(st, error_code);
   }
   return 0;
 }
@@ -101,8 +100,8 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return 0;
   /* We answered before the client finished its request: RFC 9113 8.1 says reset with
    * NO_ERROR, so it stops sending and the stream does not linger half-open. */
-  rt_grpc_srv_call *call = stream_call(h, f->hd.stream_id);
-  if (call && rt_grpc_srv_input_open(call))
+  void *st = stream_of(h, f->hd.stream_id);
+  if (st && h->streams->stream_input_open(st))
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
   return 0;
 }
@@ -170,16 +169,16 @@ void rt_h2_pump(rt_h2 *h) {
   int rounds = 0;
   do {
     h->again = 0;
-    rt_grpc_srv_run_events(h);
+    h->streams->run(h);
     if (c->closing || h->dead) break;
     send_out(h);
     if (c->closing || h->dead) break;
     /* Sending can free window and wake writers; a few rounds settle it, on_drained
      * picks the rest up. */
-  } while ((h->again || h->events) && ++rounds < 16);
+  } while ((h->again || h->news) && ++rounds < 16);
   h->pumping = 0;
   /* Handlers that keep each other busy must not starve the loop: finish next turn. */
-  if ((h->again || h->events) && !h->dead && !c->closing)
+  if ((h->again || h->news) && !h->dead && !c->closing)
     ev_timer_start(c->srv->loop, &h->later);
   check_done(h);
   if (--h->depth == 0 && h->dead) h2_free(h);
@@ -221,9 +220,9 @@ static void on_drained(rt_conn *c) {
 
 static void on_tick(rt_conn *c, double idle) {
   rt_h2 *h = c->pstate;
-  /* Long-lived calls (a Watch, a chat) may be quiet for long: only a connection with no
-   * call open is idle. */
-  if (idle > c->srv->cfg.idle_timeout && rt_grpc_srv_open_calls(h) == 0 && !h->going_away) {
+  /* Long-lived streams (a gRPC Watch, a chat) may be quiet for long: only a connection
+   * with no stream open is idle. */
+  if (idle > c->srv->cfg.idle_timeout && h->streams->open_count(h) == 0 && !h->going_away) {
     h->going_away = 1;
     nghttp2_submit_goaway(h->session, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(h->session), NGHTTP2_NO_ERROR,
@@ -239,14 +238,14 @@ static void on_close(rt_conn *c) {
   h->depth++;
   h->dead = 1;
   ev_timer_stop(c->srv->loop, &h->later);
-  rt_grpc_srv_detach_all(h);
+  h->streams->detach_all(h);
   nghttp2_session_del(h->session);
   h->session = NULL;
   if (--h->depth == 0) h2_free(h);
 }
 
 static void on_script_error(rt_conn *c) {
-  /* rt_grpc.lua catches handler errors and ends the call; nothing to do per connection. */
+  /* Script errors end their stream (rt_grpc.lua); nothing to do per connection. */
 }
 
 static void on_shutdown(rt_conn *c) { rt_h2_shutdown(c); }
@@ -287,7 +286,7 @@ static nghttp2_session_callbacks *make_callbacks(void) {
   return cb;
 }
 
-void rt_h2_start(rt_conn *c) {
+void rt_h2_start(rt_conn *c, const rt_h2_streams *streams) {
   rt_h2 *h = calloc(1, sizeof *h);
   nghttp2_session_callbacks *cb = make_callbacks();
   nghttp2_option *opt = NULL;
@@ -296,6 +295,7 @@ void rt_h2_start(rt_conn *c) {
   nghttp2_option_set_no_auto_window_update(opt, 1);
   nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
   h->c = c;
+  h->streams = streams;
   if (nghttp2_session_server_new2(&h->session, cb, h, opt) != 0) goto fail;
   nghttp2_session_callbacks_del(cb);
   nghttp2_option_del(opt);

@@ -10,8 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "net/app.h"
-#include "h2.h"
 #include "net/metrics.h"
 #include "net/server_int.h"
 
@@ -53,6 +51,7 @@ const char *rt_http_status_text(int status) {
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return status < 400 ? "OK" : "Error";
   }
 }
@@ -272,8 +271,16 @@ static void on_read(rt_conn *c) {
     size_t n = c->in.len < sizeof preface - 1 ? c->in.len : sizeof preface - 1;
     if (memcmp(rt_buf_start(&c->in), preface, n) == 0) {
       if (n < sizeof preface - 1) return;
-      rt_http1_detach(c);
-      rt_h2_start(c);
+      if (c->srv->h2_start) {
+        rt_http1_detach(c);
+        c->srv->h2_start(c);
+      } else {
+        /* Nothing here serves HTTP/2 (a C host with no gRPC): say so and hang up. */
+        rt_buf_consume(&c->in, c->in.len);
+        h->handling = 1;
+        h->parser.req.keep_alive = 0;
+        respond_error(c, 505, "HTTP/2 is not served here");
+      }
       return;
     }
     h->sniffed = 1;
@@ -295,7 +302,11 @@ static void on_read(rt_conn *c) {
     c->srv->metrics.http_requests++;
     if (serve_metrics(c, &h->parser.req)) continue;
     rt_conn_pause_read(c, 1);
-    rt_app_http_request(c->srv, c, &h->parser.req);
+    rt_server *srv = c->srv;
+    if (srv->app.http_request)
+      srv->app.http_request(srv, srv->app.data, c->id, &h->parser.req, c->peer);
+    else
+      respond_error(c, 404, "not found");
     /* The app may have upgraded the connection: then h is no longer ours to touch. */
     if (c->closing || c->proto != &http1_proto) return;
   }

@@ -10,27 +10,9 @@
 #include <stddef.h>
 
 #include "base/buf.h"
+#include "rtserver.h"
 
-typedef struct rt_http_header {
-  const char *name;   /* lower-cased */
-  const char *value;
-} rt_http_header;
-
-#define RT_HTTP_MAX_HEADERS 100
-
-typedef struct rt_http_req {
-  const char *method;
-  const char *target;  /* as sent: path?query */
-  const char *path;    /* percent-decoded path */
-  const char *query;   /* raw query string without '?', "" if none */
-  rt_http_header headers[RT_HTTP_MAX_HEADERS];
-  int nheaders;
-  const uint8_t *body;
-  size_t body_len;
-  int http_minor;
-  int keep_alive;
-  int upgrade;         /* Connection: upgrade + Upgrade: present */
-} rt_http_req;
+/* rt_http_header and rt_http_req are public: the app sees requests as they are parsed. */
 
 typedef struct rt_http1_parser {
   http_parser hp;
@@ -58,6 +40,5 @@ void rt_http1_parser_free(rt_http1_parser *p);
 size_t rt_http1_parser_feed(rt_http1_parser *p, const uint8_t *data, size_t len);
 /* Forgets the finished request; the next feed starts the next one. */
 void rt_http1_parser_next(rt_http1_parser *p);
-const char *rt_http_req_header(const rt_http_req *r, const char *lname);
 
 #endif

@@ -12,7 +12,6 @@
 #include "grpc/grpc_builtin.h"
 #include "grpc/grpc_frame.h"
 #include "grpc/grpc_server.h"
-#include "http/h2.h"
 #include "net/listen.h"
 #include "lua_int.h"
 #include "pb_lua.h"
@@ -54,8 +53,8 @@ static int push_over(lua_State *L, const char *why) {
 
 /* ---- events from grpc_server.c ---------------------------------------------------------- */
 
-void rt_app_grpc_call(rt_server *srv, rt_grpc_srv_call *call) {
-  rt_lua *lx = srv->lua;
+void rt_lua_grpc_call(rt_server *srv, void *data, rt_grpc_srv_call *call) {
+  rt_lua *lx = data;
   static const char none[] = "this server has no gRPC services";
   if (!lx) {
     rt_grpc_srv_finish(call, RT_GRPC_STATUS_UNAVAILABLE, none, sizeof none - 1);
@@ -113,8 +112,8 @@ static int push_recv(rt_lua *lx, lcall *b, lua_State *T, int wake) {
   return 1;
 }
 
-void rt_app_grpc_event(rt_server *srv, rt_grpc_srv_call *call) {
-  rt_lua *lx = srv->lua;
+void rt_lua_grpc_event(rt_server *srv, void *data, rt_grpc_srv_call *call) {
+  rt_lua *lx = data;
   lcall *b = rt_grpc_srv_app(call);
   if (!lx || !b) return;
   if (b->reader.co) {
@@ -548,7 +547,7 @@ static int l_grpc_health_response(lua_State *L) {
 
 /* ---- a port of its own ------------------------------------------------------------------ */
 
-static void accept_h2(rt_conn *c, void *data) { rt_h2_start(c); }
+static void accept_h2(rt_conn *c, void *data) { rt_grpc_srv_start(c); }
 
 /* core.grpc_listen(host, port) -> port | nil, err. Listening again on a port we already
  * serve (a reload) is a no-op. */
@@ -587,6 +586,8 @@ void rt_lua_open_grpc(lua_State *L, rt_server *srv) {
       {"grpc_health_response", l_grpc_health_response}, {"grpc_listen", l_grpc_listen},
       {NULL, NULL}};
   rt_lua_set_funcs(L, srv, fns);
+  /* Scripts serve gRPC on the HTTP port too: the HTTP/2 preface leads to their services. */
+  rt_grpc_srv_enable(srv);
   luaL_newmetatable(L, CALL_MT);
   lua_pushcfunction(L, l_call_gc);
   lua_setfield(L, -2, "__gc");

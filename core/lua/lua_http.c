@@ -1,7 +1,6 @@
 /* HTTP requests into Lua, responses out: rt.core.http_respond / http_file. */
 #include <string.h>
 
-#include "net/app.h"
 #include "http/http1.h"
 #include "lua_int.h"
 
@@ -36,13 +35,14 @@ static void push_request(lua_State *co, const rt_http_req *req) {
   lua_setfield(co, -2, "headers");
 }
 
-void rt_app_http_request(rt_server *srv, rt_conn *c, const rt_http_req *req) {
-  rt_lua *lx = srv->lua;
+void rt_lua_http_request(rt_server *srv, void *data, uint64_t conn, const rt_http_req *req,
+                         const char *peer) {
+  rt_lua *lx = data;
   lua_State *co = rt_lua_prepare(lx, "http");
-  lua_pushnumber(co, (lua_Number)c->id);
+  lua_pushnumber(co, (lua_Number)conn);
   push_request(co, req);
-  lua_pushstring(co, c->peer);
-  rt_lua_start(lx, co, 3, c->id);
+  lua_pushstring(co, peer);
+  rt_lua_start(lx, co, 3, conn);
 }
 
 static rt_conn *http_conn(lua_State *L, rt_server *srv) {

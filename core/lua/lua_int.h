@@ -15,6 +15,8 @@
 #include "net/server_int.h"
 
 typedef struct rt_timer rt_timer;
+typedef struct rt_reload rt_reload;
+typedef struct rt_lua rt_lua;
 
 struct rt_lua {
   rt_server *srv;
@@ -33,11 +35,30 @@ struct rt_lua {
    * literal): a pointer compare instead of interning the name on every event. */
   struct { const char *name; int ref; } fns[24];
   int nfns;
+  char *app_path;          /* the script, as realpath() has it */
+  rt_reload *reload;       /* file watchers for --watch */
 };
 
-rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen);
+/* The bridge is the server's app (rt_app, lua_app.c): created by the first
+ * rt_server_load_app or rt_server_register_function, freed with the server or when a host
+ * sets another app. rt_lua_get finds it, NULL when another app serves. */
+void rt_lua_app_free(rt_server *srv, void *data);
+static inline rt_lua *rt_lua_get(rt_server *srv) {
+  return srv->app.free == rt_lua_app_free ? (rt_lua *)srv->app.data : NULL;
+}
+/* Makes the Lua state and runs rt.lua; the bridge must be the app already. */
+int rt_lua_init(rt_lua *lx, char *err, size_t errlen);
 void rt_lua_free(rt_lua *lx);
 int rt_lua_load_app(rt_lua *lx, const char *path, char *err, size_t errlen);
+
+/* What the app table's callbacks run (lua_http.c, lua_ws.c, lua_grpc.c). */
+void rt_lua_http_request(rt_server *srv, void *data, uint64_t conn, const rt_http_req *req,
+                         const char *peer);
+void rt_lua_ws_message(rt_server *srv, void *data, uint64_t conn, const uint8_t *msg,
+                       size_t len, int binary);
+void rt_lua_ws_close(rt_server *srv, void *data, uint64_t conn, int code, const char *reason);
+void rt_lua_grpc_call(rt_server *srv, void *data, rt_grpc_srv_call *call);
+void rt_lua_grpc_event(rt_server *srv, void *data, rt_grpc_srv_call *call);
 
 /* Starts a coroutine running rt._dispatch[name] with nargs arguments that the caller
  * pushed onto the coroutine returned by rt_lua_prepare. */

@@ -41,20 +41,17 @@ static int find_lua_dir(const rt_config *cfg, char *out, size_t outlen) {
   return -1;
 }
 
-rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen) {
+int rt_lua_init(rt_lua *lx, char *err, size_t errlen) {
+  rt_server *srv = lx->srv;
   char dir[4096];
   if (find_lua_dir(&srv->cfg, dir, sizeof dir) < 0) {
     snprintf(err, errlen, "cannot find rt.lua (set RTSERVER_LUA_DIR to the lua/ folder)");
-    return NULL;
+    return -1;
   }
-  rt_lua *lx = calloc(1, sizeof *lx);
-  if (!lx) return NULL;
-  lx->srv = srv;
   lx->L = luaL_newstate();
   if (!lx->L) {
-    free(lx);
     snprintf(err, errlen, "cannot create a Lua state");
-    return NULL;
+    return -1;
   }
   lua_State *L = lx->L;
   luaL_openlibs(L);
@@ -85,22 +82,21 @@ rt_lua *rt_lua_new(rt_server *srv, char *err, size_t errlen) {
   lua_pushstring(L, "rt");
   if (lua_pcall(L, 1, 1, 0) != 0) {
     snprintf(err, errlen, "loading rt.lua: %s", lua_tostring(L, -1));
-    lua_close(L);
-    free(lx);
-    return NULL;
+    return -1;
   }
   lua_getfield(L, -1, "_dispatch");
   lx->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);
   lx->pool_table = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
-  return lx;
+  return 0;
 }
 
 void rt_lua_free(rt_lua *lx) {
   if (!lx) return;
   rt_lua_timers_free(lx);
-  lua_close(lx->L);
+  if (lx->L) lua_close(lx->L);
+  free(lx->app_path);
   free(lx);
 }
 
@@ -207,7 +203,7 @@ void rt_lua_start(rt_lua *lx, lua_State *co, int nargs, uint64_t owner) {
   lua_pop(L, 1);
 }
 
-rt_lua *rt_lua_of(lua_State *L) { return rt_lua_server(L)->lua; }
+rt_lua *rt_lua_of(lua_State *L) { return rt_lua_get(rt_lua_server(L)); }
 
 int rt_lua_park(lua_State *L, rt_lua_waiter *w) {
   rt_lua *lx = rt_lua_of(L);

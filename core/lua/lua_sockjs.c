@@ -55,7 +55,7 @@ static void push_request(lua_State *co, const rt_sockjs_session *s, const rt_htt
 
 static void hook_open(void *ud, rt_sockjs_session *s, const rt_http_req *req) {
   rt_server *srv = ud;
-  rt_lua *lx = srv->lua;
+  rt_lua *lx = rt_lua_get(srv);
   if (!lx) return;
   if (s->ep->cfg.stomp) {
     /* STOMP sessions never reach Lua as SockJS messages: the STOMP hooks take over. */
@@ -74,7 +74,7 @@ static void hook_open(void *ud, rt_sockjs_session *s, const rt_http_req *req) {
 
 static void hook_message(void *ud, rt_sockjs_session *s, const uint8_t *msg, size_t len) {
   rt_server *srv = ud;
-  rt_lua *lx = srv->lua;
+  rt_lua *lx = rt_lua_get(srv);
   if (!lx) return;
   lua_State *co = rt_lua_prepare(lx, "sockjs_message");
   lua_pushnumber(co, (lua_Number)s->conn_id);
@@ -84,7 +84,7 @@ static void hook_message(void *ud, rt_sockjs_session *s, const uint8_t *msg, siz
 
 static void hook_close(void *ud, rt_sockjs_session *s, int code, const char *reason) {
   rt_server *srv = ud;
-  rt_lua *lx = srv->lua;
+  rt_lua *lx = rt_lua_get(srv);
   if (!lx) return;
   lua_State *co = rt_lua_prepare(lx, "sockjs_close");
   lua_pushnumber(co, (lua_Number)s->conn_id);

@@ -45,7 +45,7 @@ static void set_str(lua_State *co, const char *field, const char *v) {
 
 static void hook_connect(void *ud, rt_stomp_session *s, const rt_stomp_frame *f) {
   rt_server *srv = ud;
-  rt_lua *lx = srv->lua;
+  rt_lua *lx = rt_lua_get(srv);
   if (!lx) {
     rt_stomp_session_accept(s, NULL);
     return;
@@ -67,7 +67,7 @@ static void hook_connect(void *ud, rt_stomp_session *s, const rt_stomp_frame *f)
 
 static void hook_send(void *ud, rt_stomp_session *s, const rt_stomp_frame *f, const char *path) {
   rt_server *srv = ud;
-  rt_lua *lx = srv->lua;
+  rt_lua *lx = rt_lua_get(srv);
   if (!lx) return;
   lua_State *co = rt_lua_prepare(lx, "stomp_send");
   lua_pushnumber(co, (lua_Number)s->conn_id);
@@ -80,7 +80,7 @@ static void hook_send(void *ud, rt_stomp_session *s, const rt_stomp_frame *f, co
 
 static void hook_closed(void *ud, uint64_t conn_id) {
   rt_server *srv = ud;
-  rt_lua *lx = srv->lua;
+  rt_lua *lx = rt_lua_get(srv);
   if (!lx) return;
   lua_State *co = rt_lua_prepare(lx, "stomp_closed");
   lua_pushnumber(co, (lua_Number)conn_id);

@@ -73,7 +73,7 @@ static int l_timer(lua_State *L) {
   rt_timer *t = lua_newuserdata(L, sizeof *t);
   luaL_getmetatable(L, TIMER_MT);
   lua_setmetatable(L, -2);
-  t->lx = srv->lua;
+  t->lx = rt_lua_get(srv);
   t->owner = 0;
   t->co = NULL;
   t->thread_ref = LUA_NOREF;
@@ -84,7 +84,7 @@ static int l_timer(lua_State *L) {
   ev_timer_init(&t->w, on_timer, after, rep);
   t->w.data = t;
   ev_timer_start(srv->loop, &t->w);
-  timer_link(srv->lua, t);
+  timer_link(rt_lua_get(srv), t);
   return 1;
 }
 
@@ -104,16 +104,16 @@ static int l_sleep(lua_State *L) {
   rt_timer *t = lua_newuserdata(L, sizeof *t);
   luaL_getmetatable(L, TIMER_MT);
   lua_setmetatable(L, -2);
-  t->lx = srv->lua;
+  t->lx = rt_lua_get(srv);
   t->fn_ref = LUA_NOREF;
   t->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   t->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);  /* the thread pushed above */
   t->co = L;
-  t->owner = srv->lua->current_owner;
+  t->owner = rt_lua_get(srv)->current_owner;
   ev_timer_init(&t->w, on_timer, secs < 0 ? 0 : secs, 0);
   t->w.data = t;
   ev_timer_start(srv->loop, &t->w);
-  timer_link(srv->lua, t);
+  timer_link(rt_lua_get(srv), t);
   return lua_yield(L, 0);
 }
 

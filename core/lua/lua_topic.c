@@ -19,8 +19,8 @@ static int l_subscribe(lua_State *L) {
     return 2;
   }
   /* Subscribing twice is a no-op, not a second copy of every message. */
-  if (!rt_broker_find(srv->broker, name, c, rt_broker_deliver_ws) &&
-      !rt_broker_subscribe(srv->broker, name, c, rt_broker_deliver_ws, NULL))
+  if (!rt_broker_find(srv->broker, name, c, rt_ws_deliver) &&
+      !rt_broker_subscribe(srv->broker, name, c, rt_ws_deliver, NULL))
     return luaL_error(L, "out of memory");
   lua_pushboolean(L, 1);
   return 1;
@@ -30,7 +30,7 @@ static int l_unsubscribe(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   const char *name = luaL_checkstring(L, 1);
   rt_conn *c = ws_arg(L, srv, 2);
-  rt_sub *s = c ? rt_broker_find(srv->broker, name, c, rt_broker_deliver_ws) : NULL;
+  rt_sub *s = c ? rt_broker_find(srv->broker, name, c, rt_ws_deliver) : NULL;
   if (s) rt_broker_unsubscribe(srv->broker, s);
   lua_pushboolean(L, s != NULL);
   return 1;

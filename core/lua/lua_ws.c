@@ -2,24 +2,23 @@
  * pointers: a closed connection's id finds nothing, so a late send fails cleanly. */
 #include <string.h>
 
-#include "net/app.h"
 #include "http/http1.h"
 #include "lua_int.h"
 #include "ws/ws.h"
 #include "ws/ws_frame.h"
 
-void rt_app_ws_message(rt_server *srv, rt_conn *c, const uint8_t *data, size_t len, int binary) {
-  rt_lua *lx = srv->lua;
+void rt_lua_ws_message(rt_server *srv, void *data, uint64_t conn, const uint8_t *msg,
+                       size_t len, int binary) {
+  rt_lua *lx = data;
   lua_State *co = rt_lua_prepare(lx, "ws_message");
-  lua_pushnumber(co, (lua_Number)c->id);
-  lua_pushlstring(co, (const char *)data, len);
+  lua_pushnumber(co, (lua_Number)conn);
+  lua_pushlstring(co, (const char *)msg, len);
   lua_pushboolean(co, binary);
-  rt_lua_start(lx, co, 3, c->id);
+  rt_lua_start(lx, co, 3, conn);
 }
 
-void rt_app_ws_closed(rt_server *srv, uint64_t id, int code, const char *reason) {
-  rt_lua *lx = srv->lua;
-  if (!lx) return;
+void rt_lua_ws_close(rt_server *srv, void *data, uint64_t id, int code, const char *reason) {
+  rt_lua *lx = data;
   lua_State *co = rt_lua_prepare(lx, "ws_close");
   lua_pushnumber(co, (lua_Number)id);
   lua_pushinteger(co, code);
@@ -101,8 +100,7 @@ static int l_ws_close(lua_State *L) {
   int code = (int)luaL_optinteger(L, 2, 1000);
   const char *reason = luaL_optstring(L, 3, "");
   /* RFC 6455 7.4: only these codes may be sent. */
-  if (!(code == 1000 || (code >= 1001 && code <= 1003) || (code >= 1007 && code <= 1011) ||
-        (code >= 3000 && code <= 4999)))
+  if (!rt_ws_close_code_sendable(code))
     return luaL_error(L, "close code %d may not be sent (use 1000-1003, 1007-1011, 3000-4999)", code);
   if (c) rt_ws_close(c, code, reason);
   return 0;

@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "lua_int.h"
-#include "net/server_int.h"
 
 struct rt_reload {
   rt_server *srv;
@@ -42,14 +41,15 @@ static void stop_all(rt_reload *r) {
   r->n = 0;
 }
 
-void rt_reload_watch(rt_server *srv, const char *const *files, int n) {
-  rt_reload *r = srv->reload;
+void rt_reload_watch(rt_lua *lx, const char *const *files, int n) {
+  rt_server *srv = lx->srv;
+  rt_reload *r = lx->reload;
   if (!r) {
     if (!(r = calloc(1, sizeof *r))) return;
     r->srv = srv;
     ev_timer_init(&r->debounce, on_debounce, 0.15, 0);
     r->debounce.data = srv;
-    srv->reload = r;
+    lx->reload = r;
   }
   stop_all(r);
   r->stats = calloc((size_t)n + 1, sizeof *r->stats);
@@ -69,11 +69,11 @@ void rt_reload_watch(rt_server *srv, const char *const *files, int n) {
   rt_debug(&srv->log, "watching %d file(s) for changes", r->n);
 }
 
-void rt_reload_free(rt_server *srv) {
-  rt_reload *r = srv->reload;
+void rt_reload_free(rt_lua *lx) {
+  rt_reload *r = lx->reload;
   if (!r) return;
   stop_all(r);
-  ev_timer_stop(srv->loop, &r->debounce);
+  ev_timer_stop(r->srv->loop, &r->debounce);
   free(r);
-  srv->reload = NULL;
+  lx->reload = NULL;
 }

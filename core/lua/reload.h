@@ -5,10 +5,10 @@
 #ifndef RT_RELOAD_H
 #define RT_RELOAD_H
 
-typedef struct rt_server rt_server;
+typedef struct rt_lua rt_lua;
 
 /* Replaces the watched set. */
-void rt_reload_watch(rt_server *srv, const char *const *files, int n);
-void rt_reload_free(rt_server *srv);
+void rt_reload_watch(rt_lua *lx, const char *const *files, int n);
+void rt_reload_free(rt_lua *lx);
 
 #endif

@@ -5,8 +5,6 @@
 
 #include "base/map.h"
 #include "server_int.h"
-#include "ws/ws.h"
-#include "ws/ws_frame.h"
 
 struct rt_topic {
   char *name;
@@ -265,14 +263,6 @@ void rt_msg_release(rt_msg *m) {
 size_t rt_broker_count(rt_broker *b, const char *dest) {
   rt_topic *t = rt_map_get(&b->topics, dest);
   return t ? t->count : 0;
-}
-
-void rt_broker_deliver_ws(rt_sub *s, rt_msg *m) {
-  if (!m->ws_frame) {
-    m->ws_frame = rt_ws_frame_build(m->binary ? RT_WS_BINARY : RT_WS_TEXT, m->body->data, m->body->len);
-    if (!m->ws_frame) return;
-  }
-  rt_ws_send_frame(s->conn, m->ws_frame);
 }
 
 long rt_broker_publish_data(rt_broker *b, const char *dest, const void *data, size_t len,

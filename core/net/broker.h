@@ -84,8 +84,6 @@ long rt_broker_publish(rt_broker *b, rt_msg *m);
 void rt_msg_release(rt_msg *m);
 size_t rt_broker_count(rt_broker *b, const char *destination);
 
-/* The deliver function for plain WebSocket subscribers: the shared frame, no copy. */
-void rt_broker_deliver_ws(rt_sub *s, rt_msg *m);
 /* Publishes data as a text (or binary) message to destination. */
 long rt_broker_publish_data(rt_broker *b, const char *destination, const void *data, size_t len,
                             int binary);

@@ -1,4 +1,4 @@
-/* The server object: config, loop hooks, listeners, the broker and the Lua state. */
+/* The server object: config, loop hooks, listeners, the broker and the app table. */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -9,13 +9,9 @@
 #include <unistd.h>
 
 #include "broker.h"
-#include "http/http1.h"
 #include "listen.h"
 #include "metrics.h"
-#include "lua/reload.h"
-#include "lua/lua_int.h"
 #include "server_int.h"
-#include "ws/ws.h"
 
 void rt_config_init(rt_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -28,30 +24,6 @@ void rt_config_init(rt_config *cfg) {
   cfg->max_ws_message = 1024 * 1024;
   cfg->max_output_bytes = 4 * 1024 * 1024;
   cfg->drain_timeout = 10;
-}
-
-/* After a successful load: watch what the new code is made of. */
-static void refresh_watch(rt_server *srv) {
-  if (!srv->cfg.watch) return;
-  lua_State *L = srv->lua->L;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, srv->lua->dispatch_ref);
-  lua_getfield(L, -1, "watched_files");
-  if (lua_pcall(L, 0, 1, 0) != 0 || !lua_istable(L, -1)) {
-    lua_pop(L, 2);
-    return;
-  }
-  int n = (int)lua_objlen(L, -1);
-  const char **files = calloc((size_t)n + 1, sizeof *files);
-  if (files) {
-    for (int i = 0; i < n; i++) {
-      lua_rawgeti(L, -1, i + 1);
-      files[i] = lua_tostring(L, -1);  /* anchored by the table until we pop it */
-      lua_pop(L, 1);
-    }
-    rt_reload_watch(srv, files, n);
-    free(files);
-  }
-  lua_pop(L, 2);
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
@@ -89,59 +61,15 @@ rt_server *rt_server_new(struct ev_loop *loop, const rt_config *cfg, char *err, 
     rt_server_free(srv);
     return NULL;
   }
-  srv->lua = rt_lua_new(srv, err, errlen);
-  if (!srv->lua) {
-    rt_server_free(srv);
-    return NULL;
-  }
   return srv;
 }
 
-int rt_server_load_app(rt_server *srv, const char *script, char *err, size_t errlen) {
-  if (access(script, R_OK) != 0) {
-    snprintf(err, errlen, "cannot read app script '%s': %s", script, strerror(errno));
-    return -1;
-  }
-  char real[PATH_MAX];
-  if (!realpath(script, real)) snprintf(real, sizeof real, "%s", script);
-  free(srv->app_path);
-  srv->app_path = strdup(real);
-  if (rt_lua_load_app(srv->lua, real, err, errlen) < 0) return -1;
-  refresh_watch(srv);
-  return 0;
-}
-
-int rt_server_reload(rt_server *srv, char *err, size_t errlen) {
-  if (!srv->app_path) {
-    snprintf(err, errlen, "no app loaded");
-    return -1;
-  }
-  ev_tstamp t0 = ev_time();
-  int rc = rt_lua_load_app(srv->lua, srv->app_path, err, errlen);
-  if (rc < 0) {
-    srv->metrics.reload_failures++;
-    rt_error(&srv->log, "reload failed, the previous code keeps serving: %s", err);
-  } else {
-    srv->metrics.reloads++;
-    rt_info(&srv->log, "reloaded %s in %.1f ms (reload #%ld)", srv->app_path,
-            (ev_time() - t0) * 1000, srv->metrics.reloads);
-  }
-  /* Watch again even after a failure: the fix will come in one of those files. */
-  refresh_watch(srv);
-  return rc;
-}
-
-static void on_accept(rt_conn *c, void *data) { rt_http1_start(c); }
-
-int rt_server_listen(rt_server *srv, const char *host, int port, char *err, size_t errlen) {
-  rt_listener *l = rt_listen(srv, host, port, on_accept, NULL, err, errlen);
-  if (!l) return -1;
+void rt_server_add_listeners(rt_server *srv, rt_listener *l) {
   if (!srv->port) srv->port = l->port;
   rt_listener *last = l;
   while (last->next) last = last->next;
   last->next = srv->listeners;
   srv->listeners = l;
-  return 0;
 }
 
 int rt_server_port(const rt_server *srv) { return srv->port; }
@@ -150,24 +78,12 @@ long rt_server_publish(rt_server *srv, const char *topic, const void *data, size
   return rt_broker_publish_data(srv->broker, topic, data, len, 0);
 }
 
-int rt_server_register_function(rt_server *srv, const char *name, int (*fn)(lua_State *L)) {
-  lua_State *L = srv->lua->L;
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_getfield(L, -1, "rt");
-  lua_getfield(L, -1, "c");
-  if (!lua_istable(L, -1)) {
-    lua_pop(L, 4);
-    return -1;
-  }
-  lua_pushlightuserdata(L, srv);
-  lua_pushcclosure(L, fn, 1);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 4);
-  return 0;
+void rt_server_set_app(rt_server *srv, const rt_app *app) {
+  rt_app old = srv->app;
+  memset(&srv->app, 0, sizeof srv->app);
+  if (old.free) old.free(srv, old.data);
+  if (app) srv->app = *app;
 }
-
-lua_State *rt_server_lua(rt_server *srv) { return srv->lua ? srv->lua->L : NULL; }
 
 void rt_server_stop(rt_server *srv) {
   srv->stopping = 1;
@@ -176,7 +92,7 @@ void rt_server_stop(rt_server *srv) {
     rt_listener_close(srv->listeners);
     srv->listeners = n;
   }
-  rt_reload_free(srv);
+  if (srv->app.stop) srv->app.stop(srv, srv->app.data);
   for (uint32_t i = 0; i < srv->nslots; i++) {
     rt_conn *c = srv->slots[i];
     if (!c || c->closing) continue;
@@ -205,9 +121,7 @@ void rt_server_free(rt_server *srv) {
   for (uint32_t i = 0; i < srv->nslots; i++)
     if (srv->slots[i]) rt_conn_close(srv->slots[i]);
   rt_conn_reap(srv);
-  rt_reload_free(srv);
-  if (srv->lua) rt_lua_free(srv->lua);
-  srv->lua = NULL;
+  rt_server_set_app(srv, NULL);
   rt_broker_free(srv->broker);
   ev_ref(srv->loop);
   ev_prepare_stop(srv->loop, &srv->flush_watcher);
@@ -217,7 +131,5 @@ void rt_server_free(rt_server *srv) {
   free(srv->slots);
   free(srv->slot_gen);
   free(srv->free_slots);
-  free(srv->app_path);
-  free(srv->app_dir);
   free(srv);
 }

@@ -10,9 +10,7 @@
 #include "rtserver.h"
 
 typedef struct rt_broker rt_broker;
-typedef struct rt_lua rt_lua;
 typedef struct rt_listener rt_listener;
-typedef struct rt_reload rt_reload;
 
 typedef struct rt_metrics {
   long conns_open[RT_PROTO_COUNT];
@@ -46,13 +44,17 @@ struct rt_server {
   rt_conn *dead_list;
 
   rt_broker *broker;
-  rt_lua *lua;
+  rt_app app;              /* who serves requests: the Lua bridge or a C host */
+  /* A connection that opens with the HTTP/2 preface goes here (the layer that serves
+   * HTTP/2 streams sets it: gRPC); NULL: HTTP/1.1 answers it as a bad request. */
+  void (*h2_start)(rt_conn *c);
   rt_metrics metrics;
   rt_map labeled;          /* labeled counters: "name{labels}" -> double */
-  rt_reload *reload;       /* file watchers for --watch */
-  char *app_path;
-  char *app_dir;
   int stopping;
 };
+
+/* Takes l (and the listeners chained to it) into the server's list; the first one's port
+ * becomes rt_server_port's answer. */
+void rt_server_add_listeners(rt_server *srv, rt_listener *l);
 
 #endif

@@ -6,7 +6,6 @@
 #include <strings.h>
 #include <wslay/wslay.h>
 
-#include "net/app.h"
 #include "net/broker.h"
 #include "http/http1.h"
 #include "net/server_int.h"
@@ -190,8 +189,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
       c->srv->metrics.msgs_in++;
       if (w->sink.on_message)
         w->sink.on_message(c, w->sink.data, data, len, arg->opcode == WSLAY_BINARY_FRAME);
-      else
-        rt_app_ws_message(c->srv, c, data, len, arg->opcode == WSLAY_BINARY_FRAME);
+      else if (c->srv->app.ws_message)
+        c->srv->app.ws_message(c->srv, c->srv->app.data, c->id, data, len,
+                               arg->opcode == WSLAY_BINARY_FRAME);
       /* A big message does not pin its buffer for the life of the connection. */
       if (!w->dead && w->msg.cap > 65536) rt_buf_free(&w->msg);
       break;
@@ -319,7 +319,10 @@ static void on_close(rt_conn *c) {
   rt_ws *w = c->pstate;
   rt_broker_drop_conn(c->srv->broker, c);
   if (w->sink.on_close) w->sink.on_close(c, w->sink.data);
-  rt_app_ws_closed(c->srv, w->conn_id, w->close_code ? w->close_code : 1006, w->close_reason);
+  rt_server *srv = c->srv;
+  if (srv->app.ws_close)
+    srv->app.ws_close(srv, srv->app.data, w->conn_id, w->close_code ? w->close_code : 1006,
+                      w->close_reason);
   if (w->in_recv) w->dead = 1;
   else free_ws(w);
 }
@@ -506,4 +509,9 @@ void rt_ws_close(rt_conn *c, int code, const char *reason) {
   }
   wslay_event_queue_close(w->ctx, (uint16_t)code, (const uint8_t *)reason, rl);
   if (!w->in_recv) settle(c, w);
+}
+
+int rt_ws_close_code_sendable(int code) {
+  return code == 1000 || (code >= 1001 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+         (code >= 3000 && code <= 4999);
 }

@@ -46,5 +46,13 @@ void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink);
 
 /* Starts the close handshake. */
 void rt_ws_close(rt_conn *c, int code, const char *reason);
+/* May an endpoint send this close code (RFC 6455 7.4)? */
+int rt_ws_close_code_sendable(int code);
+
+/* The broker's deliver function for WebSocket subscribers of a topic: the message framed
+ * once, the same chunk queued on every subscriber (ws_api.c). */
+struct rt_sub;
+struct rt_msg;
+void rt_ws_deliver(struct rt_sub *s, struct rt_msg *m);
 
 #endif

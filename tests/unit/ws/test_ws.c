@@ -543,8 +543,8 @@ static void test_deliver_ws_shares_one_frame(void **state) {
   int a, b;
   rt_conn *ca = open_ws(f, "/echo", &a), *cb = open_ws(f, "/echo", &b);
   rt_broker *br = f->t.srv->broker;
-  assert_non_null(rt_broker_subscribe(br, "t", ca, rt_broker_deliver_ws, NULL));
-  assert_non_null(rt_broker_subscribe(br, "t", cb, rt_broker_deliver_ws, NULL));
+  assert_non_null(rt_broker_subscribe(br, "t", ca, rt_ws_deliver, NULL));
+  assert_non_null(rt_broker_subscribe(br, "t", cb, rt_ws_deliver, NULL));
   rt_chunk *body = rt_chunk_copy("payload", 7);
   rt_msg m = {.destination = "t", .body = body};
   assert_int_equal(rt_broker_publish(br, &m), 2);
