@@ -16,14 +16,13 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "base/header.h"
 
 typedef struct rt_server rt_server;
 typedef struct rt_conn rt_conn;
 typedef struct rt_broker rt_broker;
 typedef struct rt_topic rt_topic;
 typedef struct rt_sub rt_sub;
-
-struct rt_stomp_header;
 
 typedef struct rt_msg {
   const char *destination;
@@ -34,7 +33,7 @@ typedef struct rt_msg {
   /* For STOMP subscribers. The publisher may set these (NULL = defaults)... */
   const char *stomp_destination;  /* MESSAGE destination header, if not destination */
   const char *content_type;
-  const struct rt_stomp_header *headers;  /* extra MESSAGE headers */
+  const rt_header *headers;  /* extra MESSAGE headers */
   size_t nheaders;
   /* ...and the first STOMP delivery builds the shared header block, the rest reuse it. */
   rt_chunk *stomp_common;

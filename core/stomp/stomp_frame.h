@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/header.h"
+
 typedef enum rt_stomp_command {
     RT_STOMP_CMD_NONE = 0,
     /* client */
@@ -76,12 +78,8 @@ typedef struct rt_stomp_limits {
 #define RT_STOMP_DEFAULT_MAX_HEADER_LINE 8192u
 #define RT_STOMP_DEFAULT_MAX_COMMAND     32u
 
-typedef struct rt_stomp_header {
-    const char *name;           /* NUL-terminated, unescaped */
-    size_t name_len;
-    const char *value;          /* NUL-terminated, unescaped */
-    size_t value_len;
-} rt_stomp_header;
+/* A header, unescaped, NUL-terminated (base/header.h). */
+typedef rt_header rt_stomp_header;
 
 /* A header for the serializer from two C strings, e.g. rt_stomp_hdr("destination", d). */
 static inline rt_stomp_header rt_stomp_hdr(const char *name, const char *value)
