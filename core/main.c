@@ -29,6 +29,8 @@ static void usage(FILE *f) {
           "      --max-body BYTES    largest HTTP request body (default 1048576)\n"
           "      --max-output BYTES  unsent bytes per connection before it is closed as a\n"
           "                          slow consumer (default 4194304)\n"
+          "      --history-bytes BYTES  message bodies all topic histories (rt.history) may\n"
+          "                          keep together; the oldest go first (default 67108864)\n"
           "      --watch             reload the app when its script, a module it requires or a\n"
       "                          .proto it loads changes (off by default; SIGHUP always\n"
       "                          reloads)\n"
@@ -92,7 +94,7 @@ static int parse_number(const char *flag, const char *s, double min, double max,
 }
 
 int main(int argc, char **argv) {
-  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN };
+  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN, O_HISTBYTES };
   static const struct option opts[] = {
       {"listen", required_argument, 0, 'l'},     {"port", required_argument, 0, 'p'},
       {"log-level", required_argument, 0, O_LOG_LEVEL}, {"log-json", no_argument, 0, O_LOG_JSON},
@@ -101,7 +103,7 @@ int main(int argc, char **argv) {
       {"max-body", required_argument, 0, O_MAXBODY}, {"max-output", required_argument, 0, O_MAXOUT},
       {"lua-dir", required_argument, 0, O_LUADIR}, {"version", no_argument, 0, 'V'},
       {"watch", no_argument, 0, O_WATCH},         {"metrics", required_argument, 0, O_METRICS},
-      {"drain", required_argument, 0, O_DRAIN},
+      {"drain", required_argument, 0, O_DRAIN},  {"history-bytes", required_argument, 0, O_HISTBYTES},
       {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
   rt_config cfg;
   rt_config_init(&cfg);
@@ -154,6 +156,10 @@ int main(int argc, char **argv) {
           return 2;
         }
         cfg.metrics_path = optarg;
+        break;
+      case O_HISTBYTES:
+        if (parse_number("--history-bytes", optarg, 1024, (double)(1ull << 40), &v) < 0) return 2;
+        cfg.history_max_bytes = (size_t)v;
         break;
       case O_DRAIN:
         if (parse_number("--drain", optarg, 0, 3600, &cfg.drain_timeout) < 0) return 2;

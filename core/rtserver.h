@@ -49,6 +49,7 @@ typedef struct rt_config {
   const char *metrics_path;     /* Prometheus text at this HTTP path; NULL = off */
   int watch;                    /* reload when the app's files change */
   double drain_timeout;         /* seconds in-flight work gets after rt_server_stop */
+  size_t history_max_bytes;     /* all topic histories together (rt.history); 0 = 64 MiB */
 } rt_config;
 
 void rt_config_init(rt_config *cfg);

@@ -16,7 +16,7 @@ local loading_app      -- the app being built by a load in progress
 local function new_app(path)
   local dir = path:match("^(.*)/[^/]*$") or "."
   return { path = path, dir = dir, ws = {}, http = {}, static = {},
-           files = { path }, modules = {}, timers = {} }
+           files = { path }, modules = {}, timers = {}, history = {} }
 end
 
 -- State a script keeps across reloads: rt.state survives, everything else is rebuilt.
@@ -102,7 +102,7 @@ function WS:close(code, reason)
   core.ws_close(self.id, code or 1000, reason or "")
 end
 
-function WS:subscribe(topic) return rt.topic(topic):subscribe(self) end
+function WS:subscribe(topic, opts) return rt.topic(topic):subscribe(self, opts) end
 function WS:unsubscribe(topic) return rt.topic(topic):unsubscribe(self) end
 
 -- rt.websocket(path, { open=, message=, close=, protocols=, origins=, max_message= })
@@ -150,13 +150,48 @@ local function conn_id(ws)
   return ws
 end
 
-function Topic:subscribe(ws) return core.topic_subscribe(self.name, conn_id(ws)) end
+-- topic:subscribe(ws [, { since = { epoch = e, offset = n } }]) -> true [, recovered]
+-- With a position, what the connection missed since then comes first.
+function Topic:subscribe(ws, opts)
+  local since = type(opts) == "table" and opts.since or nil
+  if since == nil then return core.topic_subscribe(self.name, conn_id(ws)) end
+  if type(since) ~= "table" or type(since.epoch) ~= "string" or type(since.offset) ~= "number" then
+    error("topic:subscribe: since must be { epoch = string, offset = number }", 2)
+  end
+  return core.topic_subscribe(self.name, conn_id(ws), since.epoch, since.offset)
+end
 function Topic:unsubscribe(ws) return core.topic_unsubscribe(self.name, conn_id(ws)) end
+-- -> deliveries [, offset when the topic keeps history]
 function Topic:publish(data, binary)
   if type(data) == "table" then data = cjson.encode(data) end
   return core.topic_publish(self.name, tostring(data), binary)
 end
 function Topic:count() return core.topic_count(self.name) end
+-- topic:history{ since = n, limit = k, epoch = e } -> { {offset, data, binary}, ... }, epoch,
+-- latest offset, complete (false: the history no longer reaches back to since, or epoch
+-- is not the topic's)
+function Topic:history(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("topic:history: expected { since = n, limit = k }", 2) end
+  return core.topic_history(self.name, opts.since, opts.limit, opts.epoch)
+end
+
+-- rt.history(pattern, { size = N, ttl = SECONDS }): topics whose names match keep their
+-- last N messages for up to SECONDS, each with an offset, so clients can recover.
+function rt.history(pattern, opts)
+  if type(pattern) ~= "string" or pattern == "" or #pattern > 1024 then
+    error("rt.history: pattern must be a non-empty string of up to 1024 bytes", 2)
+  end
+  opts = opts or {}
+  local size, ttl = opts.size or 100, opts.ttl or 300
+  if type(size) ~= "number" or size < 1 or size > 100000 or size % 1 ~= 0 then
+    error("rt.history: size must be a whole number from 1 to 100000", 2)
+  end
+  if type(ttl) ~= "number" or not (ttl > 0) then error("rt.history: ttl must be a positive number of seconds", 2) end
+  local list = registering().history
+  if #list >= 64 then error("rt.history: at most 64 patterns", 2) end
+  list[#list + 1] = { pattern, size, ttl }
+end
 
 function rt.publish(name, data, binary) return rt.topic(name):publish(data, binary) end
 
@@ -395,6 +430,7 @@ function dispatch.load_app(path)
   end
   local old = current_app
   current_app = app
+  core.history_policies(app.history)
   if old then
     for _, t in ipairs(old.timers) do t:cancel() end
   end

@@ -39,7 +39,7 @@ function Conn:close(code, reason)
   core.sockjs_close(self.id, code or 3000, reason or "Go away!")
 end
 
-function Conn:subscribe(topic) return rt.topic(topic):subscribe(self) end
+function Conn:subscribe(topic, opts) return rt.topic(topic):subscribe(self, opts) end
 function Conn:unsubscribe(topic) return rt.topic(topic):unsubscribe(self) end
 
 -- Topics: a SockJS session subscribes with its own deliver function (C), so one publish
@@ -50,10 +50,15 @@ local function session_id(ws)
   local id = type(ws) == "table" and ws.id or ws
   if sessions[id] then return id end
 end
-function Topic:subscribe(ws)
+function Topic:subscribe(ws, opts)
   local id = session_id(ws)
-  if id then return core.sockjs_subscribe(self.name, id) end
-  return topic_subscribe(self, ws)
+  if not id then return topic_subscribe(self, ws, opts) end
+  local since = type(opts) == "table" and opts.since or nil
+  if since == nil then return core.sockjs_subscribe(self.name, id) end
+  if type(since) ~= "table" or type(since.epoch) ~= "string" or type(since.offset) ~= "number" then
+    error("topic:subscribe: since must be { epoch = string, offset = number }", 2)
+  end
+  return core.sockjs_subscribe(self.name, id, since.epoch, since.offset)
 end
 function Topic:unsubscribe(ws)
   local id = session_id(ws)

@@ -234,18 +234,23 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* core.sockjs_subscribe(topic, id) -> true | nil, "closed" */
+/* core.sockjs_subscribe(topic, id [, epoch, since]) -> true [, recovered] | nil, "closed".
+ * With a position, the messages kept after it are delivered first (history). */
 static int l_subscribe(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   const char *name = luaL_checkstring(L, 1);
   rt_sockjs_session *s = session_arg(L, 2);
+  const char *epoch = luaL_optstring(L, 3, NULL);
+  lua_Number since = luaL_optnumber(L, 4, 0);
   if (!s) return closed(L);
   /* Subscribing twice is a no-op, not a second copy of every message. */
-  if (!rt_broker_find(srv->broker, name, s->conn, rt_sockjs_deliver) &&
-      !rt_broker_subscribe(srv->broker, name, s->conn, rt_sockjs_deliver, s))
+  rt_sub *sub = rt_broker_find(srv->broker, name, s->conn, rt_sockjs_deliver);
+  if (!sub && !(sub = rt_broker_subscribe(srv->broker, name, s->conn, rt_sockjs_deliver, s)))
     return luaL_error(L, "out of memory");
   lua_pushboolean(L, 1);
-  return 1;
+  if (!epoch) return 1;
+  lua_pushboolean(L, since >= 0 && rt_broker_replay(srv->broker, sub, epoch, (uint64_t)since));
+  return 2;
 }
 
 static int l_unsubscribe(lua_State *L) {

@@ -1,5 +1,9 @@
-/* Topics for scripts: rt.core.topic_subscribe / unsubscribe / publish / count. */
+/* Topics for scripts: rt.core.topic_subscribe / unsubscribe / publish / count, and
+ * history: rt.core.history_policies / topic_history. */
+#include <string.h>
+
 #include "net/broker.h"
+#include "net/history.h"
 #include "lua_int.h"
 #include "ws/ws.h"
 
@@ -8,22 +12,28 @@ static rt_conn *ws_arg(lua_State *L, rt_server *srv, int idx) {
   return c && rt_ws_is_ws(c) ? c : NULL;
 }
 
-/* core.topic_subscribe(name, id) -> true | nil, err */
+/* core.topic_subscribe(name, id [, epoch, since]) -> true [, recovered] | nil, err. With a
+ * position, the messages after it are delivered first and recovered says whether that was
+ * all the connection missed. */
 static int l_subscribe(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   const char *name = luaL_checkstring(L, 1);
   rt_conn *c = ws_arg(L, srv, 2);
+  const char *epoch = luaL_optstring(L, 3, NULL);
+  lua_Number since = luaL_optnumber(L, 4, 0);
   if (!c) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
     return 2;
   }
   /* Subscribing twice is a no-op, not a second copy of every message. */
-  if (!rt_broker_find(srv->broker, name, c, rt_ws_deliver) &&
-      !rt_broker_subscribe(srv->broker, name, c, rt_ws_deliver, NULL))
+  rt_sub *s = rt_broker_find(srv->broker, name, c, rt_ws_deliver);
+  if (!s && !(s = rt_broker_subscribe(srv->broker, name, c, rt_ws_deliver, NULL)))
     return luaL_error(L, "out of memory");
   lua_pushboolean(L, 1);
-  return 1;
+  if (!epoch) return 1;
+  lua_pushboolean(L, since >= 0 && rt_broker_replay(srv->broker, s, epoch, (uint64_t)since));
+  return 2;
 }
 
 static int l_unsubscribe(lua_State *L) {
@@ -36,16 +46,82 @@ static int l_unsubscribe(lua_State *L) {
   return 1;
 }
 
-/* core.topic_publish(name, data, binary) -> deliveries */
+/* core.topic_publish(name, data, binary) -> deliveries [, offset when the topic keeps history] */
 static int l_publish(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   size_t len;
   const char *name = luaL_checkstring(L, 1);
   const char *data = luaL_checklstring(L, 2, &len);
-  long n = rt_broker_publish_data(srv->broker, name, data, len, rt_lua_binary_arg(L, 3, data, len));
-  if (n < 0) return luaL_error(L, "out of memory");
+  rt_msg m = {.destination = name, .binary = rt_lua_binary_arg(L, 3, data, len)};
+  if (!(m.body = rt_chunk_copy(data, len))) return luaL_error(L, "out of memory");
+  long n = rt_broker_publish(srv->broker, &m);
+  rt_chunk_unref(m.body);
+  rt_msg_release(&m);
   lua_pushinteger(L, n);
-  return 1;
+  if (!m.offset) return 1;
+  lua_pushnumber(L, (lua_Number)m.offset);
+  return 2;
+}
+
+typedef struct history_read {
+  lua_State *L;
+  int n;
+} history_read;
+
+static int push_kept(void *ud, rt_msg *m) {
+  history_read *r = ud;
+  lua_State *L = r->L;
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, (lua_Number)m->offset);
+  lua_setfield(L, -2, "offset");
+  lua_pushlstring(L, (const char *)m->body->data, m->body->len);
+  lua_setfield(L, -2, "data");
+  lua_pushboolean(L, m->binary);
+  lua_setfield(L, -2, "binary");
+  lua_rawseti(L, -2, ++r->n);
+  return 0;
+}
+
+/* core.topic_history(name, since, limit [, epoch]) -> messages, epoch, offset, complete.
+ * The messages kept after since; complete: they are all there was (false: the history
+ * no longer reaches back, or epoch is not the topic's, and then there are none). */
+static int l_history(lua_State *L) {
+  rt_server *srv = rt_lua_server(L);
+  rt_history *h = rt_broker_history(srv->broker);
+  const char *name = luaL_checkstring(L, 1);
+  lua_Number since = luaL_optnumber(L, 2, 0), limit = luaL_optnumber(L, 3, 0);
+  const char *epoch = luaL_optstring(L, 4, NULL);
+  if (since < 0 || limit < 0) return luaL_error(L, "topic:history: since and limit must be >= 0");
+  lua_newtable(L);
+  history_read r = {L, 0};
+  int complete = rt_history_read(h, name, epoch, (uint64_t)since, (size_t)limit, 1, push_kept, &r);
+  const char *cur;
+  uint64_t top = rt_history_top(h, name, &cur);
+  lua_pushstring(L, cur);
+  lua_pushnumber(L, (lua_Number)top);
+  lua_pushboolean(L, complete);
+  return 4;
+}
+
+/* core.history_policies({ {pattern, size, ttl}, ... }): replaces every policy (a load). */
+static int l_history_policies(lua_State *L) {
+  rt_server *srv = rt_lua_server(L);
+  rt_history *h = rt_broker_history(srv->broker);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  rt_history_clear_policies(h);
+  int n = (int)lua_objlen(L, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    const char *pattern = lua_tostring(L, -3);
+    lua_Number size = lua_tonumber(L, -2), ttl = lua_tonumber(L, -1);
+    if (rt_history_policy(h, pattern, size > 0 ? (size_t)size : 0, ttl) < 0)
+      return luaL_error(L, "rt.history: cannot keep history for '%s'", pattern ? pattern : "?");
+    lua_pop(L, 4);
+  }
+  return 0;
 }
 
 static int l_count(lua_State *L) {
@@ -57,6 +133,7 @@ static int l_count(lua_State *L) {
 void rt_lua_open_topic(lua_State *L, rt_server *srv) {
   static const luaL_Reg fns[] = {{"topic_subscribe", l_subscribe}, {"topic_unsubscribe", l_unsubscribe},
                                  {"topic_publish", l_publish}, {"topic_count", l_count},
-                                 {NULL, NULL}};
+                                 {"topic_history", l_history},
+                                 {"history_policies", l_history_policies}, {NULL, NULL}};
   rt_lua_set_funcs(L, srv, fns);
 }

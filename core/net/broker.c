@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/map.h"
+#include "history.h"
 #include "server_int.h"
 
 struct rt_topic {
@@ -19,13 +20,21 @@ struct rt_broker {
   rt_server *srv;
   rt_map topics;
   rt_map patterns;    /* few in practice: every publish tries each */
+  rt_history *history;
 };
 
 rt_broker *rt_broker_new(rt_server *srv) {
   rt_broker *b = calloc(1, sizeof *b);
-  if (b) b->srv = srv;
+  if (!b) return NULL;
+  b->srv = srv;
+  if (!(b->history = rt_history_new(srv))) {
+    free(b);
+    return NULL;
+  }
   return b;
 }
+
+rt_history *rt_broker_history(rt_broker *b) { return b->history; }
 
 static void free_graveyard(rt_topic *t) {
   while (t->graveyard) {
@@ -66,6 +75,7 @@ void rt_broker_free(rt_broker *b) {
   if (!b) return;
   free_topics(&b->topics);
   free_topics(&b->patterns);
+  rt_history_free(b->history);
   free(b);
 }
 
@@ -219,6 +229,9 @@ static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
 
 long rt_broker_publish(rt_broker *b, rt_msg *m) {
   long n = 0;
+  /* Kept before any delivery, so that every receiver sees the message's offset. */
+  if (rt_history_keep(b->history, m) < 0)
+    rt_warn(&b->srv->log, "%s: out of memory keeping history", m->destination);
   rt_topic *t = rt_map_get(&b->topics, m->destination);
   /* Matching patterns are collected (and pinned) before any delivery: a delivery may
    * close connections, which removes topics from the map we would be walking. */
@@ -249,6 +262,26 @@ long rt_broker_publish(rt_broker *b, rt_msg *m) {
   if (hits != fixed) free(hits);
   b->srv->metrics.deliveries += n;
   return n;
+}
+
+static int replay_one(void *ud, rt_msg *m) {
+  rt_sub *s = ud;
+  if (s->dead) return 1;
+  s->deliver(s, m);
+  return 0;
+}
+
+int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since) {
+  if (s->topic->pattern) return 0;
+  /* Pinned like a publish: a delivery may close the connection and unsubscribe s. */
+  rt_topic *t = s->topic;
+  t->publishing++;
+  int ok = rt_history_read(b->history, t->name, epoch, since, 0, 0, replay_one, s);
+  if (!--t->publishing) {
+    free_graveyard(t);
+    topic_maybe_drop(b, t);
+  }
+  return ok;
 }
 
 void rt_msg_release(rt_msg *m) {

@@ -28,6 +28,9 @@ typedef struct rt_msg {
   const char *destination;
   rt_chunk *body;
   int binary;
+  /* Set when the destination keeps a history (history.h): the message's place in it. */
+  uint64_t offset;       /* 0: none */
+  const char *epoch;
   rt_chunk *ws_frame;  /* built by the first WebSocket delivery, shared by the rest */
   rt_chunk *sockjs_quoted;  /* the body as a JSON string, built by the first SockJS delivery */
   /* For STOMP subscribers. The publisher may set these (NULL = defaults)... */
@@ -60,7 +63,11 @@ struct rt_sub {
   int dead;               /* removed during a publish; freed after it */
 };
 
+typedef struct rt_history rt_history;
+
 rt_broker *rt_broker_new(rt_server *srv);
+/* The broker's history (history.h): every publish to a topic with history is kept there. */
+rt_history *rt_broker_history(rt_broker *b);
 void rt_broker_free(rt_broker *b);
 /* Adds a subscriber; data is the subscriber's. Returns NULL on OOM. */
 rt_sub *rt_broker_subscribe(rt_broker *b, const char *destination, rt_conn *c,
@@ -79,6 +86,11 @@ rt_sub *rt_broker_find(rt_broker *b, const char *destination, rt_conn *c, rt_del
 void rt_broker_drop_conn(rt_broker *b, rt_conn *c);
 /* Delivers to every subscriber; returns how many got it. */
 long rt_broker_publish(rt_broker *b, rt_msg *m);
+/* Delivers to s the kept messages of its topic after offset since (history.h), oldest
+ * first, as if they were published now. Returns 1 when that is everything s missed (epoch
+ * matches and the history reaches back), 0 when it is not known (then nothing is
+ * delivered): another epoch, history gone, no history here, or s is a pattern. */
+int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since);
 /* Drops what deliveries built on m (the WebSocket frame, the STOMP header block). */
 void rt_msg_release(rt_msg *m);
 size_t rt_broker_count(rt_broker *b, const char *destination);

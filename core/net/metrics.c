@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "base/map.h"
+#include "broker.h"
+#include "history.h"
 #include "server_int.h"
 
 void rt_metrics_add(rt_server *srv, const char *name, const char *labels, double delta) {
@@ -72,6 +74,10 @@ void rt_metrics_render(rt_server *srv, rt_buf *out) {
   counter(out, "rtserver_reloads_total", "Successful app reloads.", m->reloads);
   counter(out, "rtserver_reload_failures_total", "Reloads that failed (old code kept).", m->reload_failures);
   counter(out, "rtserver_http_requests_total", "HTTP/1.1 requests.", m->http_requests);
+  if (srv->broker)
+    rt_buf_appendf(out, "# HELP rtserver_history_bytes What topic histories keep (rt.history).\n"
+                        "# TYPE rtserver_history_bytes gauge\nrtserver_history_bytes %zu\n",
+                   rt_history_bytes(rt_broker_history(srv->broker)));
   render_labeled(srv, out);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/history.h"
 #include "net/server_int.h"
 #include "stomp_broker.h"
 #include "base/utf8.h"
@@ -470,6 +471,41 @@ static rt_stomp_sub *find_sub(rt_stomp_session *s, const char *id) {
   return NULL;
 }
 
+/* x-since:<epoch>:<offset>: the epoch is hex digits, the offset a number. */
+static int parse_since(const char *v, char *epoch, uint64_t *offset) {
+  const char *colon = strchr(v, ':');
+  size_t elen = colon ? (size_t)(colon - v) : 0;
+  if (!colon || elen == 0 || elen > RT_HISTORY_EPOCH_LEN || strspn(v, "0123456789abcdef") != elen)
+    return -1;
+  uint64_t n;
+  if (parse_u64(colon + 1, &n) < 0) return -1;
+  if (epoch) {
+    memcpy(epoch, v, elen);
+    epoch[elen] = 0;
+  }
+  if (offset) *offset = n;
+  return 0;
+}
+
+/* SUBSCRIBE with x-since: what the client missed comes first, then live messages; the
+ * RECEIPT (when asked for) says whether that was everything (x-recovered). */
+static int recover(rt_stomp_session *s, const rt_stomp_frame *f, rt_stomp_sub *sub,
+                   const char *since) {
+  char epoch[RT_HISTORY_EPOCH_LEN + 1];
+  uint64_t offset;
+  parse_since(since, epoch, &offset);
+  rt_stomp_session_hold(s);
+  int recovered = rt_stomp_sub_recover(sub, epoch, offset);
+  if (rt_stomp_session_release(s) < 0) return 1;
+  const char *r = rt_stomp_frame_get(f, "receipt");
+  if (r && s->state == RT_STOMP_S_CONNECTED) {
+    rt_stomp_header h[2] = {rt_stomp_hdr("receipt-id", r),
+                            rt_stomp_hdr("x-recovered", recovered ? "true" : "false")};
+    send_frame(s, RT_STOMP_CMD_RECEIPT, h, 2, NULL, 0);
+  }
+  return 1;  /* the receipt is sent */
+}
+
 static int do_subscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
   const rt_stomp_config *cfg = &s->ss->cfg;
   const char *dest = need(s, f, "destination");
@@ -496,6 +532,9 @@ static int do_subscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
                 "and subscribe to where its handler publishes.", dest);
   if (strchr(dest, '*') && kind != RT_STOMP_DEST_TOPIC)
     return fail(s, f, "bad destination", "Patterns (*, **) work on topics only.");
+  const char *since = rt_stomp_frame_get(f, "x-since");
+  if (since && parse_since(since, NULL, NULL) < 0)
+    return fail(s, f, "bad x-since", "x-since is <epoch>:<offset>, as a MESSAGE's x-epoch and x-offset say.");
   int prefetch = cfg->max_unacked;
   const char *pc = rt_stomp_frame_get(f, "prefetch-count");
   uint64_t v;
@@ -526,7 +565,7 @@ static int do_subscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
     rt_stomp_sub_end(sub);
     return fail(s, f, "cannot subscribe", "%s", err);
   }
-  return 0;
+  return since ? recover(s, f, sub, since) : 0;
 }
 
 static int do_unsubscribe(rt_stomp_session *s, const rt_stomp_frame *f) {

@@ -40,11 +40,19 @@ static const char *default_ctype(const rt_chunk *body, int binary) {
 /* destination, content-type, content-length, the sender's headers, the blank line: the
  * serializer writes a whole head, we keep what follows "MESSAGE\n". */
 static rt_chunk *build_common(rt_stomp_server *ss, const char *dest, const char *ctype,
-                              const rt_stomp_header *extra, size_t nextra, size_t body_len) {
-  rt_stomp_header h[MAX_EXTRA + 2];
+                              const rt_stomp_header *extra, size_t nextra, size_t body_len,
+                              uint64_t offset, const char *epoch) {
+  rt_stomp_header h[MAX_EXTRA + 4];
   size_t n = 0;
+  char off[24];
   h[n++] = rt_stomp_hdr("destination", dest);
   if (ctype) h[n++] = rt_stomp_hdr("content-type", ctype);
+  if (offset) {
+    /* The message's place in its topic's history: what a client resubscribes from. */
+    snprintf(off, sizeof off, "%" PRIu64, offset);
+    h[n++] = rt_stomp_hdr("x-offset", off);
+    h[n++] = rt_stomp_hdr("x-epoch", epoch);
+  }
   for (size_t i = 0; i < nextra && i < MAX_EXTRA; i++) h[n++] = extra[i];
   rt_stomp_buf *b = &ss->scratch;
   rt_stomp_buf_reset(b);
@@ -65,7 +73,8 @@ static int prepare_msg(rt_stomp_server *ss, rt_msg *m) {
   if (m->stomp_common) return 0;
   const char *dest = m->stomp_destination ? m->stomp_destination : m->destination;
   const char *ctype = m->content_type ? m->content_type : default_ctype(m->body, m->binary);
-  m->stomp_common = build_common(ss, dest, ctype, m->headers, m->nheaders, m->body->len);
+  m->stomp_common = build_common(ss, dest, ctype, m->headers, m->nheaders, m->body->len,
+                                 m->offset, m->epoch);
   if (!m->stomp_common) return -1;
   m->stomp_id = ++ss->next_msg_id;
   m->stomp_text = !m->binary && chunk_text(m->stomp_common) && chunk_text(m->body);
@@ -370,7 +379,8 @@ static long queue_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body,
     snprintf(err, errlen, "out of memory");
     return -1;
   }
-  qm->common = build_common(ss, dest, ctype ? ctype : default_ctype(body, 0), extra, nextra, body->len);
+  qm->common = build_common(ss, dest, ctype ? ctype : default_ctype(body, 0), extra, nextra, body->len,
+                           0, NULL);
   if (!qm->common) {
     free(qm);
     queue_maybe_drop(ss, q);
@@ -594,6 +604,11 @@ nomem:
   return -1;
 }
 
+int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since) {
+  if (sub->kind != RT_STOMP_DEST_TOPIC || !sub->bsub) return 0;
+  return rt_broker_replay(sub->s->ss->srv->broker, sub->bsub, epoch, since);
+}
+
 static void sub_free(rt_stomp_server *ss, rt_stomp_sub *sub) {
   prefix_release(ss, sub);
   free(sub->id);
@@ -720,7 +735,8 @@ long rt_stomp_send_to_session(rt_stomp_session *s, const char *dest, rt_chunk *b
     next = sub->next;
     if (strcmp(sub->dest, dest) != 0) continue;
     if (!common) {
-      common = build_common(s->ss, dest, ctype ? ctype : default_ctype(body, 0), extra, nextra, body->len);
+      common = build_common(s->ss, dest, ctype ? ctype : default_ctype(body, 0), extra, nextra,
+                            body->len, 0, NULL);
       if (!common) return -1;
       id = ++s->ss->next_msg_id;
       text = chunk_text(common) && chunk_text(body);

@@ -14,6 +14,9 @@
 int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen);
 /* Stops it and frees it; its unacknowledged queue messages go back to their queue. */
 void rt_stomp_sub_end(rt_stomp_sub *sub);
+/* A started topic subscription gets the kept messages after since in epoch (history).
+ * Returns 1 when that is all it missed, 0 when that is not known (nothing replayed). */
+int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since);
 /* The same for every subscription of a session whose connection is gone (the broker has
  * already dropped the connection's topic subscriptions). */
 void rt_stomp_session_drop_subs(rt_stomp_session *s);
