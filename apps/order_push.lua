@@ -31,6 +31,10 @@ local stomp = rt.stomp {
   broker = { "/topic", "/queue" },
 }
 
+-- Each order's topic keeps its last 20 changes for 10 minutes: a page that lost its
+-- connection resubscribes from the last change it saw (x-since) and gets the ones it missed.
+rt.history("/topic/order/*", { size = 20, ttl = 600 })
+
 -- Orders outlive a reload (rt.state), not a restart: this is a demo, not a database.
 local orders = rt.state.orders or {}
 rt.state.orders = orders

@@ -167,6 +167,9 @@ function Topic:publish(data, binary)
   return core.topic_publish(self.name, tostring(data), binary)
 end
 function Topic:count() return core.topic_count(self.name) end
+-- -> epoch, offset of the latest message; a topic with history gets its epoch now if it
+-- has none yet ("", 0 for a topic without history)
+function Topic:position() return core.topic_position(self.name) end
 -- topic:history{ since = n, limit = k, epoch = e } -> { {offset, data, binary}, ... }, epoch,
 -- latest offset, complete (false: the history no longer reaches back to since, or epoch
 -- is not the topic's)

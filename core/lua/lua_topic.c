@@ -103,6 +103,17 @@ static int l_history(lua_State *L) {
   return 4;
 }
 
+/* core.topic_position(name) -> epoch, offset. A topic with history gets its epoch now if
+ * nothing was published to it yet; ("", 0) for one without. */
+static int l_position(lua_State *L) {
+  rt_server *srv = rt_lua_server(L);
+  const char *epoch;
+  uint64_t top = rt_history_position(rt_broker_history(srv->broker), luaL_checkstring(L, 1), &epoch);
+  lua_pushstring(L, epoch);
+  lua_pushnumber(L, (lua_Number)top);
+  return 2;
+}
+
 /* core.history_policies({ {pattern, size, ttl}, ... }): replaces every policy (a load). */
 static int l_history_policies(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
@@ -133,7 +144,7 @@ static int l_count(lua_State *L) {
 void rt_lua_open_topic(lua_State *L, rt_server *srv) {
   static const luaL_Reg fns[] = {{"topic_subscribe", l_subscribe}, {"topic_unsubscribe", l_unsubscribe},
                                  {"topic_publish", l_publish}, {"topic_count", l_count},
-                                 {"topic_history", l_history},
+                                 {"topic_history", l_history}, {"topic_position", l_position},
                                  {"history_policies", l_history_policies}, {NULL, NULL}};
   rt_lua_set_funcs(L, srv, fns);
 }

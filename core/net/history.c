@@ -239,6 +239,20 @@ uint64_t rt_history_top(rt_history *h, const char *name, const char **epoch) {
   return r ? r->offset : 0;
 }
 
+uint64_t rt_history_position(rt_history *h, const char *name, const char **epoch) {
+  if (!rt_map_get(&h->records, name) && policy_for(h, name)) {
+    record *r = record_get(h, name, 1);
+    if (r) {
+      /* Forgotten a ttl from now unless something is published to it. */
+      const policy *p = policy_for(h, name);
+      r->size = p->size;
+      r->ttl = p->ttl;
+      r->empty_since = ev_now(h->srv->loop);
+    }
+  }
+  return rt_history_top(h, name, epoch);
+}
+
 int rt_history_read(rt_history *h, const char *name, const char *epoch, uint64_t since,
                     size_t limit, int partial, int (*visit)(void *ud, rt_msg *m), void *ud) {
   record *r = rt_map_get(&h->records, name);

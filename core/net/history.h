@@ -47,6 +47,9 @@ int rt_history_keep(rt_history *h, rt_msg *m);
 
 /* Where a topic stands: its epoch and latest offset (0 and "" when it has no record). */
 uint64_t rt_history_top(rt_history *h, const char *name, const char **epoch);
+/* The same, but a topic that a policy covers gets its record (and epoch) now if it has
+ * none: for a client that will count messages from here before the first is published. */
+uint64_t rt_history_position(rt_history *h, const char *name, const char **epoch);
 
 /* Visits the kept messages of name with offset > since, oldest first, at most limit (0 =
  * all), each as an rt_msg (destination, body, binary, content type, headers, offset,

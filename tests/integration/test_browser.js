@@ -1,5 +1,6 @@
 // A real browser: Debian's headless chromium loads the chat page that rtserver serves in
-// two tabs; a message typed in one shows up in the other.
+// two tabs; a message typed in one shows up in the other, and a tab that lost its
+// connection comes back with the lines it missed.
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -61,4 +62,43 @@ test('two chat pages: a message sent from one appears in the other', async () =>
   await alice.locator('#log div', { hasText: `server: ${bobName} left` }).waitFor();
   assert.deepEqual(errors, []);
   await alice.close();
+});
+
+test('a chat page that lost its connection comes back with the lines it missed, once each', async () => {
+  const open = async () => {
+    const page = await context.newPage();
+    await page.goto(srv.url('/'));
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'connected');
+    return page;
+  };
+  const alice = await open();
+  const bob = await open();
+  const bobName = (await bob.locator('#log div', { hasText: 'you are' }).first().textContent()).match(/you are (guest\d+)/)[1];
+  const aliceName = (await alice.locator('#log div', { hasText: 'you are' }).first().textContent()).match(/you are (guest\d+)/)[1];
+  await alice.locator('#log div', { hasText: `${bobName} joined` }).waitFor();
+
+  // Alice goes offline (the test holds her reconnect back); Bob talks meanwhile.
+  await alice.evaluate(() => { ws.onclose = null; ws.close(); });
+  await bob.locator('#log div', { hasText: `server: ${aliceName} left` }).waitFor();
+  for (const t of ['while you were out 1', 'while you were out 2']) {
+    await bob.fill('#text', t);
+    await bob.press('#text', 'Enter');
+    await bob.locator('#log div', { hasText: t }).waitFor();
+  }
+  // She comes back: the missed lines first, then the greeting, under the same name.
+  await alice.evaluate(() => connect());
+  await alice.locator('#log div', { hasText: `welcome back, ${aliceName} (missed lines above)` }).waitFor({ timeout: TIMEOUT });
+  const lines = await alice.$$eval('#log div', (ds) => ds.map((d) => d.textContent));
+  const missed1 = `server relays ${bobName}: while you were out 1`;
+  const missed2 = `server relays ${bobName}: while you were out 2`;
+  assert.equal(lines.filter((l) => l === missed1).length, 1);
+  assert.equal(lines.filter((l) => l === missed2).length, 1);
+  assert.ok(lines.indexOf(missed1) < lines.indexOf(missed2));
+  assert.ok(lines.indexOf(missed2) < lines.findIndex((l) => l.includes('welcome back')));
+  // And she is live again.
+  await bob.fill('#text', 'live again');
+  await bob.press('#text', 'Enter');
+  await alice.locator('#log div', { hasText: `server relays ${bobName}: live again` }).waitFor();
+  await alice.close();
+  await bob.close();
 });

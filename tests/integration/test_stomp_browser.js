@@ -79,3 +79,32 @@ test('chat typed on one page appears on another (STOMP /app/chat)', async () => 
   await a.close();
   await b.close();
 });
+
+test('the order page gets the changes it missed while its connection was cut (x-since)', async () => {
+  const order = await api('POST', '/orders', { item: 'kayak' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(srv.url(`/?order=${order.id}`));
+  await page.waitForFunction((id) => document.body.dataset.subscribed === String(id), order.id);
+  await api('PUT', `/orders/${order.id}/status`, { status: 'paid' });
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'paid');
+  assert.equal(await page.evaluate(() => document.body.dataset.recovered), undefined);
+
+  // The connection drops (the page's client reconnects after its 2 s delay); meanwhile
+  // the order moves on twice.
+  await page.evaluate(() => { document.body.dataset.subscribed = ''; client.forceDisconnect(); });
+  await page.waitForFunction(() => document.getElementById('conn').textContent !== 'connected');
+  await api('PUT', `/orders/${order.id}/status`, { status: 'packed' });
+  await api('PUT', `/orders/${order.id}/status`, { status: 'shipped' });
+  await page.waitForFunction((id) => document.body.dataset.subscribed === String(id), order.id, { timeout: TIMEOUT });
+  assert.equal(await page.evaluate(() => document.body.dataset.recovered), 'true');
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'shipped');
+  // Both missed changes arrived, in order, once each, and live ones follow.
+  await api('PUT', `/orders/${order.id}/status`, { status: 'delivered' });
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'delivered');
+  const history = await page.$$eval('#history li', (lis) => lis.map((li) => li.textContent.split(' ').pop()));
+  assert.deepEqual(history, ['created', 'paid', 'packed', 'shipped', 'delivered']);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
