@@ -13,3 +13,12 @@ rt.websocket("/sub", { open = function(ws) topic:subscribe(ws) end })
 rt.websocket("/pub", {
   message = function(ws, data, is_binary) topic:publish(data, is_binary) end,
 })
+
+-- (g) the same fan-out on a topic that keeps history (rt.history): every publish is also
+-- kept with its offset; compared against "fan" in the same runs.
+rt.history("hfan", { size = 1000, ttl = 60 })
+local htopic = rt.topic("hfan")
+rt.websocket("/hsub", { open = function(ws) htopic:subscribe(ws) end })
+rt.websocket("/hpub", {
+  message = function(ws, data, is_binary) htopic:publish(data, is_binary) end,
+})

@@ -10,6 +10,7 @@
 #     handler), in the same runs as rtserver's raw fan-out. (e) a STOMP queue with
 #     client-individual acks, over WebSocket and over TCP. (f) the echo of (a) while the
 #     app is reloaded (SIGHUP): added latency, dropped connections, lost messages.
+# (g) the fan-out of (b) on a topic that keeps history (rt.history), in the same runs.
 # Each figure is the median of BENCH_REPEATS runs. Runs are interleaved across servers,
 # and each ratio is the median of the per-run ratios, so that load from elsewhere on the
 # machine hits both sides of a ratio alike. Knobs (env): BENCH_REPEATS, BENCH_SECS,
@@ -17,7 +18,7 @@
 # BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_STOMP_APP (1: also the /app path of (d)),
 # BENCH_QUEUE_PRODUCERS, BENCH_QUEUE_CONSUMERS, BENCH_QUEUE_INFLIGHT, BENCH_QUEUE_SIZE,
 # BENCH_RELOADS, BENCH_RELOAD_EVERY, BENCH_IDLE_CONNS,
-# BENCH_ONLY ("echo fanout stomp queue reload idle").
+# BENCH_ONLY ("echo fanout stomp queue reload idle history").
 set -u -o pipefail
 
 BUILD=${1:-build}
@@ -50,7 +51,7 @@ QUEUE_SIZE=${BENCH_QUEUE_SIZE:-64}
 # Reload: 2 x RELOADS slices of RELOAD_EVERY seconds; every other one starts with a SIGHUP.
 RELOADS=${BENCH_RELOADS:-10}
 RELOAD_EVERY=${BENCH_RELOAD_EVERY:-0.2}
-ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle}
+ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle history}
 IDLE_WANTED=50000
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -262,6 +263,7 @@ run_fanout() {
             stomp) proto=(--stomp --sub-path /stomp --pub-path /stomp --dest /topic/fan) ;;
             stompapp) proto=(--stomp --sub-path /stomp --pub-path /stomp --dest /app/fan
                 --sub-dest /topic/fan) ;;
+            history) proto=(--sub-path /hsub --pub-path /hpub) ;;
             *) proto=() ;;
             esac
             measure fanout "$srv" "$r" fanout "${proto[@]}" -c "$FAN_SUBS" -s "$FAN_SIZE" \
@@ -443,6 +445,27 @@ report_stomp() {
     printf '  (server CPU per delivery, STOMP / raw = %s; no target)\n' "$c4"
 }
 
+report_history() {
+    local srv label
+    printf '\n(g) fan-out with history: (b) again on a topic that keeps every message (rt.history,\n'
+    printf '    size 1000), in the same runs as (b)\n'
+    printf '  %-24s %12s %10s %10s %8s %12s\n' server deliveries/s p50_us p99_us "srv CPU" \
+        "CPU us/dlvry"
+    for srv in rtserver history; do
+        label="no history, (b)"
+        [ "$srv" = history ] && label="history kept"
+        printf '  %-24s %12s %10s %10s %7s%% %12s\n' "$label" \
+            "$(med fanout $srv deliveries_per_s)" "$(med fanout $srv p50_us)" \
+            "$(med fanout $srv p99_us)" "$(med fanout $srv server_cpu_pct)" \
+            "$(med fanout $srv server_cpu_us_per_msg)"
+    done
+    r7=$(med_ratio fanout history rtserver deliveries_per_s)
+    c7=$(med_ratio fanout history rtserver server_cpu_us_per_msg)
+    printf '  deliveries/s with history / without = %-6s target >= 0.70  %s\n' "$r7" \
+        "$(verdict "$r7" '>=' 0.70)"
+    printf '  (server CPU per delivery, with / without = %s; no target)\n' "$c7"
+}
+
 report_queue() {
     local srv label
     printf '\n(e) STOMP queue: %d producers SEND /queue/jobs (%d in flight each), %d consumers' \
@@ -515,8 +538,11 @@ FAN_SERVERS=()
 want fanout && FAN_SERVERS+=(rtserver ws)
 want stomp && FAN_SERVERS=(rtserver "${FAN_SERVERS[@]:1}" stomp)  # (d) needs (b)'s rtserver
 want stomp && [ "$STOMP_APP" = 1 ] && FAN_SERVERS+=(stompapp)
-if want echo || want fanout || want stomp || want queue; then
-    want echo || want fanout || want stomp && start_rtserver
+want history && { want fanout || want stomp || FAN_SERVERS=(rtserver); FAN_SERVERS+=(history); }
+if want echo || want fanout || want stomp || want queue || want history; then
+    want echo || want fanout || want stomp || want history && start_rtserver
+    # (g) talks to the same process as (b), on the paths of its history topic.
+    PORT_history=${PORT_rtserver:-} PID_history=${PID_rtserver:-}
     want echo && start_tcp
     want echo || want fanout && start_ws
     want stomp || want queue && start_stomp
@@ -560,6 +586,7 @@ want echo && report_echo
 want fanout && report_fanout
 want idle && report_idle
 want stomp && report_stomp
+want history && report_history
 want queue && report_queue
 want reload && report_reload
 exit 0
