@@ -8,6 +8,7 @@
 local rt = require "rt"
 
 rt.history("chat", { size = 100, ttl = 600 })
+rt.presence("chat")   -- who is in the room: "N online" counts it
 local room = rt.topic "chat"
 local names = 0
 
@@ -28,6 +29,7 @@ rt.websocket("/chat", {
       names = names + 1
       ws.data.name = "guest" .. names
     end
+    ws:set_user(ws.data.name)
     if epoch and offset then
       -- What was said since that line comes first, then everything new.
       local _, recovered = room:subscribe(ws, { since = { epoch = epoch, offset = offset } })
@@ -46,7 +48,7 @@ rt.websocket("/chat", {
       room:subscribe(ws)
       ws:send("server: welcome, you are " .. ws.data.name)
     end
-    room:publish("server: " .. ws.data.name .. (back and " is back (" or " joined (") .. room:count() .. " online)")
+    room:publish("server: " .. ws.data.name .. (back and " is back (" or " joined (") .. #room:presence() .. " online)")
   end,
 
   message = function(ws, text)

@@ -16,7 +16,7 @@ local loading_app      -- the app being built by a load in progress
 local function new_app(path)
   local dir = path:match("^(.*)/[^/]*$") or "."
   return { path = path, dir = dir, ws = {}, http = {}, static = {},
-           files = { path }, modules = {}, timers = {}, history = {} }
+           files = { path }, modules = {}, timers = {}, history = {}, presence = {} }
 end
 
 -- State a script keeps across reloads: rt.state survives, everything else is rebuilt.
@@ -103,6 +103,12 @@ function WS:close(code, reason)
 end
 
 function WS:subscribe(topic, opts) return rt.topic(topic):subscribe(self, opts) end
+-- Who this connection is, in presence lists (ws.user is set too).
+function WS:set_user(name)
+  if name ~= nil and type(name) ~= "string" then error("ws:set_user: name must be a string or nil", 2) end
+  self.user = name
+  return core.conn_set_user(self.id, name)
+end
 function WS:unsubscribe(topic) return rt.topic(topic):unsubscribe(self) end
 
 -- rt.websocket(path, { open=, message=, close=, protocols=, origins=, max_message= })
@@ -177,6 +183,30 @@ function Topic:history(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("topic:history: expected { since = n, limit = k }", 2) end
   return core.topic_history(self.name, opts.since, opts.limit, opts.epoch)
+end
+
+-- topic:presence() -> { { id = conn id, user = name or nil, node = "host:pid" }, ... }: who
+-- is subscribed (the topic must match an rt.presence pattern for join/leave news; the
+-- list works on any topic).
+function Topic:presence() return core.topic_presence(self.name) end
+
+-- rt.presence(pattern [, { join = fn(topic, who), leave = fn(topic, who) }]): topics whose
+-- names match have presence; the handlers hear of each subscriber that comes or goes, on
+-- the loop turn after (who = { id, user, node }).
+function rt.presence(pattern, handlers)
+  if type(pattern) ~= "string" or pattern == "" or #pattern > 1024 then
+    error("rt.presence: pattern must be a non-empty string of up to 1024 bytes", 2)
+  end
+  handlers = handlers or {}
+  if type(handlers) ~= "table" then error("rt.presence: handlers must be a table { join =, leave = }", 2) end
+  for _, k in ipairs { "join", "leave" } do
+    if handlers[k] ~= nil and type(handlers[k]) ~= "function" then
+      error("rt.presence: " .. k .. " must be a function", 2)
+    end
+  end
+  local list = registering().presence
+  if #list >= 64 then error("rt.presence: at most 64 patterns", 2) end
+  list[#list + 1] = { pattern = pattern, join = handlers.join, leave = handlers.leave }
 end
 
 -- rt.history(pattern, { size = N, ttl = SECONDS }): topics whose names match keep their
@@ -434,10 +464,23 @@ function dispatch.load_app(path)
   local old = current_app
   current_app = app
   core.history_policies(app.history)
+  local patterns = {}
+  for i, p in ipairs(app.presence) do patterns[i] = p.pattern end
+  core.presence_policies(patterns)
   if old then
     for _, t in ipairs(old.timers) do t:cancel() end
   end
   return true
+end
+
+function dispatch.presence(topic, id, user, joined, node)
+  local app = current_app
+  if not app then return end
+  local who = { id = id, user = user, node = node }
+  for _, p in ipairs(app.presence) do
+    local fn = joined and p.join or p.leave
+    if fn and core.topic_match(p.pattern, topic) then fn(rt.topic(topic), who) end
+  end
 end
 
 function dispatch.watched_files()

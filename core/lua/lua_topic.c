@@ -4,6 +4,7 @@
 
 #include "net/broker.h"
 #include "net/history.h"
+#include "net/presence.h"
 #include "lua_int.h"
 #include "ws/ws.h"
 
@@ -114,6 +115,93 @@ static int l_position(lua_State *L) {
   return 2;
 }
 
+/* ---- presence ---------------------------------------------------------------------- */
+
+typedef struct presence_list {
+  lua_State *L;
+  const char *node;
+  int n;
+} presence_list;
+
+static void push_member(void *ud, const rt_sub *s) {
+  presence_list *pl = ud;
+  lua_State *L = pl->L;
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, (lua_Number)s->conn->id);
+  lua_setfield(L, -2, "id");
+  if (s->conn->user) {
+    lua_pushstring(L, s->conn->user);
+    lua_setfield(L, -2, "user");
+  }
+  lua_pushstring(L, pl->node);
+  lua_setfield(L, -2, "node");
+  lua_rawseti(L, -2, ++pl->n);
+}
+
+/* core.topic_presence(name) -> { {id, user, node}, ... } */
+static int l_presence(lua_State *L) {
+  rt_server *srv = rt_lua_server(L);
+  const char *name = luaL_checkstring(L, 1);
+  lua_newtable(L);
+  presence_list pl = {L, rt_presence_node(rt_broker_presence(srv->broker)), 0};
+  rt_broker_each_sub(srv->broker, name, push_member, &pl);
+  return 1;
+}
+
+/* core.presence_policies({ pattern, ... }): replaces every policy (a load). */
+static int l_presence_policies(lua_State *L) {
+  rt_server *srv = rt_lua_server(L);
+  rt_presence *p = rt_broker_presence(srv->broker);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  rt_presence_clear_policies(p);
+  int n = (int)lua_objlen(L, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    const char *pattern = lua_tostring(L, -1);
+    if (rt_presence_policy(p, pattern) < 0)
+      return luaL_error(L, "rt.presence: cannot watch '%s'", pattern ? pattern : "?");
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+/* core.conn_set_user(id, user_or_nil) -> true | nil, "closed" */
+static int l_conn_set_user(lua_State *L) {
+  rt_server *srv = rt_lua_server(L);
+  rt_conn *c = rt_conn_find(srv, (uint64_t)luaL_checknumber(L, 1));
+  const char *user = luaL_optstring(L, 2, NULL);
+  if (!c) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+  }
+  if (rt_conn_set_user(c, user) < 0) return luaL_error(L, "out of memory");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.topic_match(pattern, name) -> boolean (broker pattern syntax) */
+static int l_match(lua_State *L) {
+  lua_pushboolean(L, rt_broker_pattern_match(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
+  return 1;
+}
+
+/* A join or leave, on the loop turn after it happened: rt._dispatch.presence. */
+static void on_presence(void *ud, const char *topic, uint64_t conn, const char *user,
+                        int joined) {
+  rt_server *srv = ud;
+  rt_lua *lx = rt_lua_get(srv);
+  if (!lx) return;  /* another app took over */
+  lua_State *co = rt_lua_prepare(lx, "presence");
+  lua_pushstring(co, topic);
+  lua_pushnumber(co, (lua_Number)conn);
+  if (user) lua_pushstring(co, user);
+  else lua_pushnil(co);
+  lua_pushboolean(co, joined);
+  lua_pushstring(co, rt_presence_node(rt_broker_presence(srv->broker)));
+  rt_lua_start(lx, co, 5, 0);
+}
+
 /* core.history_policies({ {pattern, size, ttl}, ... }): replaces every policy (a load). */
 static int l_history_policies(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
@@ -145,6 +233,11 @@ void rt_lua_open_topic(lua_State *L, rt_server *srv) {
   static const luaL_Reg fns[] = {{"topic_subscribe", l_subscribe}, {"topic_unsubscribe", l_unsubscribe},
                                  {"topic_publish", l_publish}, {"topic_count", l_count},
                                  {"topic_history", l_history}, {"topic_position", l_position},
-                                 {"history_policies", l_history_policies}, {NULL, NULL}};
+                                 {"history_policies", l_history_policies},
+                                 {"topic_presence", l_presence},
+                                 {"presence_policies", l_presence_policies},
+                                 {"conn_set_user", l_conn_set_user}, {"topic_match", l_match},
+                                 {NULL, NULL}};
   rt_lua_set_funcs(L, srv, fns);
+  rt_presence_set_hook(rt_broker_presence(srv->broker), on_presence, srv);
 }

@@ -5,6 +5,7 @@
 
 #include "base/map.h"
 #include "history.h"
+#include "presence.h"
 #include "server_int.h"
 
 struct rt_topic {
@@ -21,20 +22,24 @@ struct rt_broker {
   rt_map topics;
   rt_map patterns;    /* few in practice: every publish tries each */
   rt_history *history;
+  rt_presence *presence;
 };
 
 rt_broker *rt_broker_new(rt_server *srv) {
   rt_broker *b = calloc(1, sizeof *b);
   if (!b) return NULL;
   b->srv = srv;
-  if (!(b->history = rt_history_new(srv))) {
-    free(b);
+  b->history = rt_history_new(srv);
+  b->presence = rt_presence_new(srv);
+  if (!b->history || !b->presence) {
+    rt_broker_free(b);
     return NULL;
   }
   return b;
 }
 
 rt_history *rt_broker_history(rt_broker *b) { return b->history; }
+rt_presence *rt_broker_presence(rt_broker *b) { return b->presence; }
 
 static void free_graveyard(rt_topic *t) {
   while (t->graveyard) {
@@ -76,6 +81,7 @@ void rt_broker_free(rt_broker *b) {
   free_topics(&b->topics);
   free_topics(&b->patterns);
   rt_history_free(b->history);
+  rt_presence_free(b->presence);
   free(b);
 }
 
@@ -108,6 +114,7 @@ static rt_sub *subscribe(rt_broker *b, rt_map *map, int pattern, const char *des
   t->count++;
   s->conn_next = *conn_list(c);
   *conn_list(c) = s;
+  if (!pattern) rt_presence_note(b->presence, t->name, c, 1);
   return s;
 }
 
@@ -150,6 +157,7 @@ int rt_broker_pattern_match(const char *pat, const char *name) {
 
 static void unlink_from_topic(rt_broker *b, rt_sub *s) {
   rt_topic *t = s->topic;
+  if (!t->pattern) rt_presence_note(b->presence, t->name, s->conn, 0);
   if (s->prev) s->prev->next = s->next;
   else t->head = s->next;
   if (s->next) s->next->prev = s->prev;
@@ -291,6 +299,13 @@ void rt_msg_release(rt_msg *m) {
   if (m->stomp_wires) m->stomp_wires_free(m->stomp_wires);
   m->ws_frame = m->stomp_common = m->sockjs_quoted = NULL;
   m->stomp_wires = NULL;
+}
+
+void rt_broker_each_sub(rt_broker *b, const char *dest, void (*fn)(void *ud, const rt_sub *s),
+                        void *ud) {
+  rt_topic *t = rt_map_get(&b->topics, dest);
+  for (rt_sub *s = t ? t->head : NULL; s; s = s->next)
+    if (!s->dead) fn(ud, s);
 }
 
 size_t rt_broker_count(rt_broker *b, const char *dest) {

@@ -64,10 +64,13 @@ struct rt_sub {
 };
 
 typedef struct rt_history rt_history;
+typedef struct rt_presence rt_presence;
 
 rt_broker *rt_broker_new(rt_server *srv);
 /* The broker's history (history.h): every publish to a topic with history is kept there. */
 rt_history *rt_broker_history(rt_broker *b);
+/* The broker's presence (presence.h): joins and leaves of topics that have it. */
+rt_presence *rt_broker_presence(rt_broker *b);
 void rt_broker_free(rt_broker *b);
 /* Adds a subscriber; data is the subscriber's. Returns NULL on OOM. */
 rt_sub *rt_broker_subscribe(rt_broker *b, const char *destination, rt_conn *c,
@@ -94,6 +97,10 @@ int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since)
 /* Drops what deliveries built on m (the WebSocket frame, the STOMP header block). */
 void rt_msg_release(rt_msg *m);
 size_t rt_broker_count(rt_broker *b, const char *destination);
+/* Calls fn for each subscriber of destination (not of patterns that match it); fn must not
+ * subscribe or unsubscribe. */
+void rt_broker_each_sub(rt_broker *b, const char *destination,
+                        void (*fn)(void *ud, const rt_sub *s), void *ud);
 
 /* Publishes data as a text (or binary) message to destination. */
 long rt_broker_publish_data(rt_broker *b, const char *destination, const void *data, size_t len,

@@ -341,6 +341,15 @@ void rt_conn_reap(rt_server *srv) {
     if (c->queued_flush) unlink_flush(srv, c);
     rt_outq_clear(&c->out);
     rt_buf_free(&c->in);
+    free(c->user);
     free(c);
   }
+}
+
+int rt_conn_set_user(rt_conn *c, const char *user) {
+  char *copy = NULL;
+  if (user && !(copy = strdup(user))) return -1;
+  free(c->user);
+  c->user = copy;
+  return 0;
 }

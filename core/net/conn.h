@@ -48,6 +48,7 @@ struct rt_conn {
   rt_conn *next_flush;
   rt_conn *next_dead;
   struct rt_sub *subs;         /* broker subscriptions, dropped on close */
+  char *user;                  /* who the peer authenticated as (presence), or NULL */
   char peer[64];
 };
 
@@ -65,6 +66,8 @@ void rt_conn_close(rt_conn *c);
 /* Ends it once the queued output is written, or after a grace period. */
 void rt_conn_close_after_write(rt_conn *c);
 void rt_conn_touch(rt_conn *c);
+/* Names who the peer is (a STOMP login, what a script decided); NULL forgets it. */
+int rt_conn_set_user(rt_conn *c, const char *user);
 /* Looks a script's handle up; NULL when that connection is gone. */
 rt_conn *rt_conn_find(rt_server *srv, uint64_t id);
 

@@ -354,6 +354,7 @@ int rt_stomp_session_accept(rt_stomp_session *s, const char *user) {
   if (s->dead || s->state != RT_STOMP_S_AUTH) return -1;
   free(s->user);
   s->user = user ? strdup(user) : NULL;
+  if (s->conn) rt_conn_set_user(s->conn, s->user);  /* who this is, for presence */
   char hb[32], server[32];
   snprintf(hb, sizeof hb, "%.0f,%.0f", s->send_iv * 1000, s->recv_iv * 1000);
   snprintf(server, sizeof server, "rtserver/%s", RT_VERSION);
