@@ -104,7 +104,10 @@ void rt_http1_respond(rt_conn *c, int status, const char *const *headers, int nh
     rt_buf_appendf(&out, "%s: %s\r\n", n, v);
   }
   if (!has_type && len) rt_buf_appendf(&out, "Content-Type: text/plain; charset=utf-8\r\n");
+  /* HTTP/1.0 closes by default: a 1.0 client that asked to keep the connection must hear
+   * that it was kept, or it waits for an end that never comes. */
   if (!keep_alive) rt_buf_appendf(&out, "Connection: close\r\n");
+  else if (h->parser.req.http_minor == 0) rt_buf_appendf(&out, "Connection: keep-alive\r\n");
   rt_buf_append(&out, "\r\n", 2);
   if (len && !h->is_head) rt_buf_append(&out, body, len);
   rt_conn_write(c, rt_buf_start(&out), out.len);

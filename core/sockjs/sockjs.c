@@ -401,11 +401,22 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
 
 /* ---- receivers --------------------------------------------------------------------------- */
 
+/* The receiving request ended before the session let it go: the client aborted it (or its
+ * connection failed). What was written to it may never have arrived, so the session does
+ * not carry on as if nothing happened: it closes with 1002, the application hears that,
+ * and the client's next request gets c[1002,"Connection interrupted"] (as sockjs-node). */
 static void http_gone(rt_conn *c, void *data) {
   rt_sockjs_session *s = data;
   if (s->recv != c) return;
   s->recv = NULL;
+  rt_sockjs_session_hold(s);
+  if (s->state == RT_SOCKJS_S_OPEN) {
+    rt_debug(&s->ep->sj->srv->log, "%s: SockJS session %s: its %s request was interrupted; closing", s->peer,
+             s->sid, rt_sockjs_transport_name(s->recv_transport));
+    rt_sockjs_session_close(s, 1002, "Connection interrupted");
+  }
   arm(s);
+  rt_sockjs_session_release(s);
 }
 
 static void http_shutdown(rt_conn *c, void *data) { rt_sockjs_session_shutdown(data); }
@@ -413,10 +424,14 @@ static void http_shutdown(rt_conn *c, void *data) { rt_sockjs_session_shutdown(d
 void rt_sockjs_answer_frame(rt_sockjs_server *sj, rt_conn *c, int transport, const char *callback,
                             const char *const *headers, int nheaders, const char *frame) {
   if (rt_http1_stream_start(c, 200, headers, nheaders, NULL) < 0) return;
+  /* The prelude and the frame go as a chunk each, as on a receiver: clients (and the
+   * protocol's suite) may read a streaming response chunk by chunk. */
   rt_buf b = {0};
-  if (rt_sockjs_prelude(&b, transport, callback) == 0 &&
-      rt_sockjs_wrap(&b, transport, callback, (const uint8_t *)frame, strlen(frame)) == 0)
-    rt_http1_stream_write_data(c, rt_buf_start(&b), b.len);
+  if (rt_sockjs_prelude(&b, transport, callback) == 0 && rt_http1_stream_write_data(c, rt_buf_start(&b), b.len) == 0) {
+    rt_buf_consume(&b, b.len);
+    if (rt_sockjs_wrap(&b, transport, callback, (const uint8_t *)frame, strlen(frame)) == 0)
+      rt_http1_stream_write_data(c, rt_buf_start(&b), b.len);
+  }
   rt_buf_free(&b);
   rt_http1_stream_end(c);
 }
@@ -474,7 +489,11 @@ static void ws_message(rt_conn *c, void *data, const uint8_t *msg, size_t len, i
     rt_info(&s->ep->sj->srv->log, "%s: SockJS: a %zu-byte WebSocket message is over max_message; closing", s->peer, len);
     rt_sockjs_session_close(s, 1009, "Message too big.");
   } else if (rt_sockjs_parse_messages(msg, len, NULL, NULL, NULL) < 0) {
+    /* The connection ends abruptly, without a SockJS close frame (as sockjs-node): the
+     * peer does not speak SockJS. */
     rt_info(&s->ep->sj->srv->log, "%s: SockJS: broken JSON framing on a WebSocket; closing", s->peer);
+    detach(s, 0);
+    rt_ws_close(c, 1002, "Broken framing.");
     rt_sockjs_session_close(s, 1002, "Broken framing.");
   } else {
     rt_sockjs_session_deliver_payload(s, msg, len);

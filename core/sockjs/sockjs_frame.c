@@ -28,12 +28,14 @@ int rt_sockjs_transport_receives(int t) {
   return t >= 0 && t < RT_SOCKJS_TRANSPORTS && t != RT_SOCKJS_XHR_SEND && t != RT_SOCKJS_JSONP_SEND;
 }
 
-/* One path segment: [^./] printable, 1..RT_SOCKJS_MAX_ID bytes. Returns its length or 0. */
+/* One path segment: any bytes but '.', '/' and control characters (the protocol allows any
+ * id; control characters would only end up in logs), 1..RT_SOCKJS_MAX_ID bytes. Returns its
+ * length or 0. */
 static size_t id_segment(const char *p) {
   size_t n = 0;
   while (p[n] && p[n] != '/') {
     unsigned char ch = (unsigned char)p[n];
-    if (ch == '.' || ch <= 0x20 || ch >= 0x7f || n == RT_SOCKJS_MAX_ID) return 0;
+    if (ch == '.' || ch < 0x20 || ch == 0x7f || n == RT_SOCKJS_MAX_ID) return 0;
     n++;
   }
   return n;
@@ -394,15 +396,17 @@ long rt_sockjs_parse_messages(const uint8_t *p, size_t n, rt_buf *scratch, rt_so
 
 /* ---- iframe, forms --------------------------------------------------------------------- */
 
+/* sockjs-node's page: the client library calls _sockjs_onload once it has loaded (1.x and
+ * 0.3 alike), so the script may load asynchronously. */
 static const char iframe_page[] =
     "<!DOCTYPE html>\n<html>\n<head>\n"
     "  <meta http-equiv=\"X-UA-Compatible\" content=\"IE=edge\" />\n"
     "  <meta http-equiv=\"Content-Type\" content=\"text/html; charset=UTF-8\" />\n"
-    "  <script src=\"%s\"></script>\n"
     "  <script>\n"
     "    document.domain = document.domain;\n"
-    "    SockJS.bootstrap_iframe();\n"
+    "    _sockjs_onload = function(){SockJS.bootstrap_iframe();};\n"
     "  </script>\n"
+    "  <script src=\"%s\"></script>\n"
     "</head>\n<body>\n"
     "  <h2>Don't panic!</h2>\n"
     "  <p>This is a SockJS hidden iframe. It's used for cross domain magic.</p>\n"

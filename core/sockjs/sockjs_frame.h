@@ -39,8 +39,8 @@ int rt_sockjs_transport_receives(int t);
 #define RT_SOCKJS_MAX_CALLBACK 128  /* htmlfile / jsonp callback name */
 
 /* Splits "/<server>/<session>/<transport>" (the path below an endpoint's prefix). The
- * segments must be non-empty, without '.', printable ASCII and at most RT_SOCKJS_MAX_ID
- * bytes. Returns the transport (>= 0) with the session copied to sid, or -1 when the path is
+ * segments (decoded: "%20" is a space) must be non-empty, without '.' or control
+ * characters and at most RT_SOCKJS_MAX_ID bytes; any other byte goes, as the protocol says. Returns the transport (>= 0) with the session copied to sid, or -1 when the path is
  * not a session path or names an unknown transport. */
 int rt_sockjs_parse_session_path(const char *rest, char sid[RT_SOCKJS_MAX_ID + 1]);
 /* A callback name the htmlfile and JSONP transports may call: [A-Za-z0-9_.-]+, bounded. */

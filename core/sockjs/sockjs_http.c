@@ -45,14 +45,15 @@ static void plain(rt_conn *c, int status, hdrs *h, const char *body) {
   respond(c, status, h, body);
 }
 
-/* Access-Control-Allow-Origin echoes the page's origin (credentials need that, not "*"). */
+/* Access-Control-Allow-Origin echoes the page's origin, "null" (a file:// page) included,
+ * with credentials (they need an origin, not "*"); a request without Origin is no
+ * cross-origin browser request: "*", and no credentials (sockjs-node does the same). */
 static void cors(hdrs *h, const rt_http_req *req) {
   const char *origin = rt_http_req_header(req, "origin");
-  if (!origin || !*origin || strcmp(origin, "null") == 0 || strlen(origin) >= sizeof h->origin)
-    origin = "*";
-  snprintf(h->origin, sizeof h->origin, "%s", origin);
+  int echo = origin && *origin && strlen(origin) < sizeof h->origin;
+  snprintf(h->origin, sizeof h->origin, "%s", echo ? origin : "*");
   add(h, "Access-Control-Allow-Origin", h->origin);
-  add(h, "Access-Control-Allow-Credentials", "true");
+  if (echo) add(h, "Access-Control-Allow-Credentials", "true");
   add(h, "Vary", "Origin");
   const char *ask = rt_http_req_header(req, "access-control-request-headers");
   if (ask && strlen(ask) < sizeof h->allow_headers) {
@@ -100,10 +101,11 @@ static int origin_allowed(const rt_sockjs_endpoint *ep, const rt_http_req *req) 
   return 0;
 }
 
+/* 405: Allow, and neither a body nor a Content-Type (the protocol's suite checks both). */
 static void not_allowed(rt_conn *c, const char *allow) {
   hdrs h = {0};
   add(&h, "Allow", allow);
-  plain(c, 405, &h, "");
+  respond(c, 405, &h, "");
 }
 
 /* OPTIONS: the CORS pre-flight answer, cached for a year. */
@@ -187,9 +189,9 @@ static void websocket(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req
   if (!rt_ws_key_valid(rt_http_req_header(req, "sec-websocket-key")))
     return plain(c, 400, &h, "Sec-WebSocket-Key must be base64 of 16 bytes\n");
   const char *version = rt_http_req_header(req, "sec-websocket-version");
-  if (!version || strcmp(version, "13") != 0) {
-    add(&h, "Sec-WebSocket-Version", "13");
-    return plain(c, 426, &h, "unsupported Sec-WebSocket-Version (this server speaks 13)\n");
+  if (!version || (strcmp(version, "13") != 0 && strcmp(version, "8") != 0 && strcmp(version, "7") != 0)) {
+    add(&h, "Sec-WebSocket-Version", "13, 8, 7");
+    return plain(c, 426, &h, "unsupported Sec-WebSocket-Version (this server speaks 13, 8 and 7)\n");
   }
   char err[200];
   rt_sockjs_session *s = rt_sockjs_session_new(ep, "", c->peer, err, sizeof err);
@@ -202,7 +204,7 @@ static void websocket(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req
   rt_sockjs_session_hold(s);
   s->first_transport = RT_SOCKJS_WEBSOCKET;
   rt_sockjs_session_opened(s, req);
-  rt_ws_opts o = {.max_message = ep->cfg.max_message + 16};
+  rt_ws_opts o = {.max_message = ep->cfg.max_message + 16, .hybi_drafts = 1};
   if (rt_ws_accept(c, req, &o, NULL, 0) < 0) {
     rt_sockjs_session_close(s, 1002, "WebSocket handshake failed");
   } else if (s->state == RT_SOCKJS_S_OPEN) {
@@ -269,6 +271,7 @@ static void receive(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req, 
 
 static void send_path(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req, int t, const char *sid) {
   hdrs h = {0};
+  add(&h, "Cache-Control", NO_STORE);  /* iOS 6 caches POST answers */
   if (t == RT_SOCKJS_XHR_SEND) cors(&h, req);
   cookie(&h, ep, req);
   rt_sockjs_session *s = rt_sockjs_session_find(ep, sid);

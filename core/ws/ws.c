@@ -404,7 +404,8 @@ int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *
     return refuse(c, 426, "Upgrade: websocket is missing", "Upgrade", "websocket");
   if (!connection || !header_has_token(connection, "upgrade"))
     return refuse(c, 400, "Connection: Upgrade is missing", NULL, NULL);
-  if (!version || strcmp(version, "13") != 0)
+  int drafts = o->hybi_drafts && version && (strcmp(version, "7") == 0 || strcmp(version, "8") == 0);
+  if (!version || (strcmp(version, "13") != 0 && !drafts))
     return refuse(c, 426, "unsupported Sec-WebSocket-Version (this server speaks 13)",
                   "Sec-WebSocket-Version", "13");
   if (!rt_ws_key_valid(key)) return refuse(c, 400, "Sec-WebSocket-Key must be base64 of 16 bytes", NULL, NULL);

@@ -19,6 +19,8 @@ typedef struct rt_ws_opts {
   const char *const *origins;    /* allowed Origin values; none = any */
   int norigins;
   size_t max_message;            /* 0 = server default */
+  int hybi_drafts;               /* also accept versions 7 and 8 (hybi-07/-10: the same
+                                    framing; SockJS clients of 2011 still send them) */
 } rt_ws_opts;
 
 /* Validates the upgrade request and answers it: 101 and the connection becomes a

@@ -163,11 +163,14 @@ static void test_session_path(void **state) {
   assert_string_equal(sid, "abc");
   assert_int_equal(rt_sockjs_parse_session_path("/1/s-_~!/xhr_streaming", sid), RT_SOCKJS_XHR_STREAMING);
   assert_string_equal(sid, "s-_~!");
+  /* Any characters but '.' and '/': the reference suite's "/abcdefgh_i-j%20/..." decoded. */
+  assert_int_equal(rt_sockjs_parse_session_path("/abcdefgh_i-j /abcdefg_i-j \xc3\xa9/xhr", sid), RT_SOCKJS_XHR);
+  assert_string_equal(sid, "abcdefg_i-j \xc3\xa9");
   assert_int_equal(rt_sockjs_parse_session_path("/a/b/websocket", sid), RT_SOCKJS_WEBSOCKET);
   assert_int_equal(rt_sockjs_parse_session_path("/a/b/jsonp_send", sid), RT_SOCKJS_JSONP_SEND);
   static const char *const bad[] = {"", "/", "/a", "/a/b", "/a/b/", "/a/b/xhrx", "/a.b/c/xhr",
                                     "/a/b.c/xhr", "//b/xhr", "/a//xhr", "/a/b/xhr/", "/a/b/c/xhr",
-                                    "a/b/xhr", "/a/b c/xhr", "/a/b\x7f/xhr", "/a/b/XHR"};
+                                    "a/b/xhr", "/a/b\nc/xhr", "/a/b\x7f/xhr", "/a/b/XHR"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     if (rt_sockjs_parse_session_path(bad[i], sid) != -1) fail_msg("'%s' parsed", bad[i]);
   char longer[RT_SOCKJS_MAX_ID + 16];

@@ -270,7 +270,8 @@ static void test_disconnect_delay(void **state) {
   assert_string_equal(f->last_reason, "session timed out");
   assert_null(rt_sockjs_session_find(ep, "e"));
   assert_int_equal(ep->nsessions, 0);
-  /* A client that leaves mid-stream: detached at once, gone after the delay. */
+  /* A client that aborts its stream: what was written to it may be lost, so the session
+   * closes at once with 1002, the next request hears it, and it is gone after the delay. */
   hc *h = request(f, "POST", "/s/0/f/xhr_streaming", NULL);
   assert_true(wait_body(f, h, "o\n", 1.0));
   rt_sockjs_session *s = rt_sockjs_session_find(ep, "f");
@@ -278,10 +279,22 @@ static void test_disconnect_delay(void **state) {
   hc_free(h);
   spin_for(f, 0.05);
   assert_null(s->recv);
-  assert_int_equal(f->closes, 1);
+  assert_int_equal(f->closes, 2);
+  assert_int_equal(f->last_code, 1002);
+  assert_string_equal(f->last_reason, "Connection interrupted");
+  assert_string_equal(fetch(f, "POST", "/s/0/f/xhr", NULL, NULL), "c[1002,\"Connection interrupted\"]\n");
   spin_for(f, 0.4);
   assert_int_equal(f->closes, 2);
   assert_null(rt_sockjs_session_find(ep, "f"));
+  /* The same for a poll left waiting. */
+  fetch(f, "POST", "/s/0/p/xhr", NULL, NULL);
+  hc *poll = request(f, "POST", "/s/0/p/xhr", NULL);
+  spin_for(f, 0.05);
+  assert_non_null(rt_sockjs_session_find(ep, "p")->recv);
+  hc_free(poll);
+  spin_for(f, 0.05);
+  assert_int_equal(f->closes, 3);
+  assert_int_equal(f->last_code, 1002);
 }
 
 static void test_queue_bound_and_closed_session(void **state) {
@@ -403,7 +416,7 @@ static void test_slow_receiver(void **state) {
   char m[1000];
   memset(m, 'w', sizeof m);
   /* The client reads nothing: its connection passes the output bound (32 KiB) and is
-   * closed; the session loses the receiver but stays open for the client to come back. */
+   * closed with what it had not read; the session closes too (1002), so the loss shows. */
   for (int i = 0; i < 200 && s->recv; i++) {
     rt_sockjs_session_send(s, m, sizeof m);
     tloop_spin(f->t.loop, 1);
@@ -411,8 +424,9 @@ static void test_slow_receiver(void **state) {
   assert_null(s->recv);
   assert_null(rt_conn_find(f->t.srv, cid));  /* closed as a slow consumer */
   assert_true(f->t.srv->metrics.slow_consumers >= 1);
-  assert_int_equal(s->state, RT_SOCKJS_S_OPEN);
-  assert_int_equal(f->closes, 0);
+  assert_int_equal(s->state, RT_SOCKJS_S_CLOSED);
+  assert_int_equal(f->closes, 1);
+  assert_int_equal(f->last_code, 1002);
   hc_free(h);
 }
 
