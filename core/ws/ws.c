@@ -168,6 +168,14 @@ static void on_frame_chunk(wslay_event_context_ptr ctx,
   }
 }
 
+/* wslay has just queued the answer to a ping or a close (it does before telling us).
+ * Replies to data go straight into the connection's queue, so the answer goes there now
+ * too: frames leave in the order their causes arrived (a pong between the fragments of a
+ * message goes before the reply to that message; Autobahn 5.6-5.8). send_cb never blocks. */
+static void send_control_now(rt_ws *w) {
+  if (!w->dead && !w->conn->closing) wslay_event_send(w->ctx);
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *ud) {
   rt_ws *w = ud;
@@ -204,6 +212,10 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         memcpy(w->close_reason, arg->msg + 2, n);
         w->close_reason[n] = 0;
       }
+      send_control_now(w);
+      break;
+    case WSLAY_PING:
+      send_control_now(w);
       break;
     default:
       break;

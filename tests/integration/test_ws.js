@@ -135,6 +135,26 @@ describe('echo app', () => {
     await c.close(1000);
   });
 
+  test('a ping between fragments is answered before the reply to the message (Autobahn 5.6-5.8)', async () => {
+    const c = await echoClient();
+    const order = [];
+    c.ws.on('pong', (d) => order.push(`pong ${d}`));
+    c.ws.on('message', (d) => order.push(`message ${d}`));
+    // Corked into one write, so the server sees the ping and the last fragment in one read.
+    const sock = c.ws._socket;
+    sock.cork();
+    c.ws.send('first ', { fin: false });
+    c.ws.ping('mid');
+    c.ws.send('last', { fin: true });
+    c.ws.ping('after');
+    c.ws.send('next');
+    sock.uncork();
+    assert.equal(await c.nextText(), 'first last');
+    assert.equal(await c.nextText(), 'next');
+    assert.deepEqual(order, ['pong mid', 'message first last', 'pong after', 'message next']);
+    await c.close(1000);
+  });
+
   test('the server answers a ping with a pong carrying the same payload', async () => {
     const c = await echoClient();
     const pong = new Promise((resolve) => c.ws.once('pong', (d) => resolve(d.toString())));

@@ -224,13 +224,42 @@ class Frames(Base):
         conn.send(frame(TEXT, "a new message"))
         self.assert_failed_with(conn, 1002)
 
+    def read_frames(self, conn, n):
+        return [(f.opcode, f.payload) for f in (conn.read_frame() for _ in range(n))]
+
     def test_fragments_with_a_ping_between_are_fine(self):
+        # The pong answers a frame that came before the message ended, so it goes first
+        # (Autobahn 5.6-5.8; npm ws does the same), whether the frames come in one write
+        # or one by one.
+        for together in (True, False):
+            with self.subTest(one_write=together):
+                conn = self.open()
+                frames = [frame(TEXT, "one ", fin=False), frame(PING, "mid"), frame(CONT, "two ", fin=False),
+                          frame(CONT, "three")]
+                if together:
+                    conn.send(b"".join(frames))
+                else:
+                    for f in frames:
+                        conn.send(f)
+                self.assertEqual(self.read_frames(conn, 2), [(PONG, b"mid"), (TEXT, b"one two three")])
+
+    def test_control_frames_and_replies_keep_the_order_of_their_causes(self):
         conn = self.open()
-        conn.send(frame(TEXT, "one ", fin=False) + frame(PING, "mid") + frame(CONT, "two ", fin=False)
-                  + frame(CONT, "three"))
-        # The pong and the echo may come in either order (RFC 6455 does not order them).
-        got = sorted(((f.opcode, f.payload) for f in (conn.read_frame(), conn.read_frame())))
-        self.assertEqual(got, [(TEXT, b"one two three"), (PONG, b"mid")])
+        conn.send(frame(TEXT, "first") + frame(PING, "p1") + frame(TEXT, "second") + frame(PING, "p2")
+                  + frame(TEXT, "a", fin=False) + frame(PING, "p3") + frame(CONT, "b"))
+        self.assertEqual(self.read_frames(conn, 6), [(TEXT, b"first"), (PONG, b"p1"), (TEXT, b"second"),
+                                                    (PONG, b"p2"), (PONG, b"p3"), (TEXT, b"ab")])
+
+    def test_close_between_fragments_is_answered_and_ends_the_message(self):
+        # A message before, then a close inside a fragmented one: the echo, the close
+        # answer, nothing for the unfinished message, and the end of the connection.
+        conn = self.open()
+        conn.send(frame(TEXT, "before") + frame(TEXT, "half", fin=False) + frame(CLOSE, close_payload(1000, "bye"))
+                  + frame(CONT, "rest"))
+        f, before = conn.read_close()
+        self.assertEqual([(b.opcode, b.payload) for b in before], [(TEXT, b"before")])
+        self.assertEqual(f.close_code, 1000)
+        self.assertTrue(conn.wait_eof())
 
     def test_invalid_utf8_text_is_1007(self):
         for bad in (b"\xff", b"abc\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"caf\xc3"):
