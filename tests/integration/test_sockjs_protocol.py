@@ -355,13 +355,35 @@ class SockJSProtocol(unittest.TestCase):
         mine = [c for c in self.closes() if c["session"] == s]
         self.assertEqual(mine, [{"session": s, "code": 1006, "reason": "session timed out"}])
         self.assertEqual(self.c.fetch("POST", base + "/xhr_send", '["x"]').status, 404)
-        # A client that left mid-stream is also forgotten after the delay.
-        s2 = sid()
-        r = self.c.request("POST", "/tight/000/%s/xhr_streaming" % s2)
-        r.read_until(lambda b: b.endswith(b"o\n"))
-        r.sock.close()
-        time.sleep(0.5 + 0.5 * SLOW)
-        self.assertIn(s2, [c["session"] for c in self.closes()])
+
+    def test_an_aborted_receiver_closes_the_session_with_1002(self):
+        # What was written to a request the client aborted may never have arrived: the
+        # session closes at once (the app hears 1002) and says so to the next request,
+        # for every receiving transport, streaming or a poll left waiting.
+        receivers = [("POST", "xhr_streaming", b"o\n"), ("GET", "eventsource", b"data: o\r\n\r\n"),
+                     ("GET", "htmlfile?c=cb", b'p("o");\n</script>\r\n'), ("POST", "xhr", None)]
+        for method, transport, opened in receivers:
+            with self.subTest(transport=transport):
+                s = sid()
+                base = "/tight/000/%s/" % s
+                if opened:
+                    r = self.c.request(method, base + transport)
+                    self.assertTrue(r.read_until(lambda b: b.endswith(opened)).endswith(opened))
+                else:
+                    self.assertEqual(self.c.fetch("POST", base + "xhr").body, b"o\n")
+                    r = self.c.request("POST", base + "xhr")  # waits: nothing to say yet
+                    time.sleep(0.1)
+                if opened:  # a stream carries on after a message (a poll would end with it)
+                    self.assertEqual(self.c.fetch("POST", base + "xhr_send", '["before"]').status, 204)
+                    r.read_until(lambda b: b"before" in b)
+                r.sock.close()
+                deadline = time.time() + 2 * SLOW
+                while time.time() < deadline and not [c for c in self.closes() if c["session"] == s]:
+                    time.sleep(0.02)
+                mine = [c for c in self.closes() if c["session"] == s]
+                self.assertEqual(mine, [{"session": s, "code": 1002, "reason": "Connection interrupted"}])
+                self.assertEqual(self.c.fetch("POST", base + "xhr").body, b'c[1002,"Connection interrupted"]\n')
+                self.assertEqual(self.c.fetch("POST", base + "xhr_send", '["x"]').status, 404)
 
     def test_response_limit(self):
         base = "/tight/000/%s" % sid()
