@@ -251,6 +251,24 @@ describe('Lua HTTP routes', () => {
     assert.ok(await c.waitClosed());
   });
 
+  test('HTTP/1.0 with Connection: keep-alive is told the connection is kept, and it is', async () => {
+    // A 1.0 client closes by default: without "Connection: keep-alive" in the answer it
+    // would wait for the end of a connection the server keeps open.
+    const c = await RawConn.connect(srv.port);
+    for (let i = 0; i < 2; i++) {
+      c.write('GET /text HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n');
+      const res = await c.readResponse();
+      assert.equal(res.text, 'plain words');
+      assert.equal(res.headers.connection, 'keep-alive');
+      assert.equal(res.headers['content-length'], '11');
+    }
+    assert.equal(c.ended, false);
+    // HTTP/1.1 keeps connections by default and says nothing.
+    c.write('GET /text HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal((await c.readResponse()).headers.connection, undefined);
+    c.sock.destroy();
+  });
+
   test('pipelined requests are answered in order', async () => {
     const c = await RawConn.connect(srv.port);
     c.write(Buffer.concat([
