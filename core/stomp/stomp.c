@@ -504,9 +504,11 @@ static int recover(rt_stomp_session *s, const rt_stomp_frame *f, rt_stomp_sub *s
                             rt_stomp_hdr("x-recovered", recovered ? "true" : "false")};
     send_frame(s, RT_STOMP_CMD_RECEIPT, h, 2, NULL, 0);
   }
+  if (s->state == RT_STOMP_S_CONNECTED) rt_stomp_sub_take_waiting(sub);  /* a queue's, after it */
   return 1;  /* the receipt is sent */
 }
 
+/* Returns 1 (its RECEIPT is sent already), or -1 after an ERROR. */
 static int do_subscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
   const rt_stomp_config *cfg = &s->ss->cfg;
   const char *dest = need(s, f, "destination");
@@ -566,7 +568,13 @@ static int do_subscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
     rt_stomp_sub_end(sub);
     return fail(s, f, "cannot subscribe", "%s", err);
   }
-  return since ? recover(s, f, sub, since) : 0;
+  if (since) return recover(s, f, sub, since);
+  /* RabbitMQ's order: the RECEIPT, then what the new subscription delivers (a queue's
+   * waiting messages), so a client that waits for the receipt before it counts sees all.
+   * (A recovery, above, replays first: its RECEIPT says whether that was everything.) */
+  send_receipt(s, f);
+  if (!s->dead && s->state == RT_STOMP_S_CONNECTED) rt_stomp_sub_take_waiting(sub);
+  return 1;
 }
 
 static int do_unsubscribe(rt_stomp_session *s, const rt_stomp_frame *f) {
@@ -757,7 +765,7 @@ static void handle_frame(rt_stomp_session *s, const rt_stomp_frame *f) {
       fail(s, f, "not a client frame", "%s is a frame only servers send.", name);
       return;
   }
-  if (rc == 0) send_receipt(s, f);
+  if (rc == 0) send_receipt(s, f);  /* 1: the command sent it itself */
 }
 
 static void parse_error(rt_stomp_session *s, int rc) {

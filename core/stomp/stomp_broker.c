@@ -593,7 +593,6 @@ int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen) {
       goto nomem;
     }
     sub->queue = q;
-    queue_pump(ss, q);
   } else {
     snprintf(err, errlen, "cannot subscribe to %s", sub->dest);
     return -1;
@@ -607,6 +606,10 @@ nomem:
 int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since) {
   if (sub->kind != RT_STOMP_DEST_TOPIC || !sub->bsub) return 0;
   return rt_broker_replay(sub->s->ss->srv->broker, sub->bsub, epoch, since);
+}
+
+void rt_stomp_sub_take_waiting(rt_stomp_sub *sub) {
+  if (sub->queue) queue_pump(sub->s->ss, sub->queue);
 }
 
 static void sub_free(rt_stomp_server *ss, rt_stomp_sub *sub) {

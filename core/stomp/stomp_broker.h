@@ -10,8 +10,12 @@
 
 #include "stomp.h"
 
-/* Starts delivering to sub (filled in by the caller: s, id, dest, ack, kind). */
+/* Starts delivering to sub (filled in by the caller: s, id, dest, ack, kind). Messages a
+ * queue holds already wait for rt_stomp_sub_take_waiting, so the SUBSCRIBE's RECEIPT can
+ * go first. */
 int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen);
+/* Delivers what sub's queue held when it subscribed (nothing for a topic). */
+void rt_stomp_sub_take_waiting(rt_stomp_sub *sub);
 /* Stops it and frees it; its unacknowledged queue messages go back to their queue. */
 void rt_stomp_sub_end(rt_stomp_sub *sub);
 /* A started topic subscription gets the kept messages after since in epoch (history).

@@ -159,6 +159,22 @@ class StompTcp(unittest.TestCase):
         self.assertEqual(self.msg(lis).body, "stored")
         self.wait_depth("/queue/later", 0)
 
+    def test_subscribe_receipt_comes_before_the_waiting_messages(self):
+        # RabbitMQ's order: a client that waits for the receipt before it counts messages
+        # must see every message the new subscription delivers after that receipt.
+        conn, lis = self.client()
+        events = []
+        lis.on_receipt = lambda frame: events.append(("receipt", frame.headers["receipt-id"]))
+        lis.on_message = lambda frame: events.append(("message", frame.body))
+        for i in range(3):
+            conn.send("/queue/receipt-first", "m%d" % i)
+        self.wait_depth("/queue/receipt-first", 3)
+        conn.subscribe("/queue/receipt-first", "rf", ack="auto", headers={"receipt": "sub-rf"})
+        deadline = time.monotonic() + WAIT
+        while len(events) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(events, [("receipt", "sub-rf"), ("message", "m0"), ("message", "m1"), ("message", "m2")])
+
     def test_nack_redelivers_to_the_next_consumer(self):
         (a, la), (b, lb) = self.client(), self.client()
         self.subscribe(a, la, "/queue/nack", "qa", ack="client-individual")
