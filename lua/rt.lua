@@ -39,6 +39,19 @@ for _, level in ipairs { "debug", "info", "warn", "error" } do
   end
 end
 
+-- print() writes one log line at info, named after the script and line that printed (as
+-- nginx's and Redis's Lua do): stdout is block-buffered when it is a file or a pipe
+-- (systemd, docker), where a print would sit unseen until the buffer fills.
+function print(...)
+  if not core.log_enabled("info") then return end
+  local n, parts = select("#", ...), {}
+  for i = 1, n do parts[i] = tostring((select(i, ...))) end
+  local where = debug.getinfo(2, "Sl")
+  local from = where and where.currentline and where.currentline > 0
+               and (where.short_src:match("[^/]*$") .. ":" .. where.currentline .. ": ") or ""
+  core.log("info", from .. table.concat(parts, "\t"):gsub("\r?\n", "\\n"))
+end
+
 rt.json = {
   encode = cjson.encode,
   decode = cjson.decode,

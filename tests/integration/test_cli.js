@@ -96,3 +96,38 @@ describe('command line', () => {
     await fails(['--ws-ping', 'often', CHAT], /--ws-ping/);
   });
 });
+
+describe('print() in a script', () => {
+  let tmp;
+  before(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rt-print-')); });
+  after(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
+
+  test('writes one info line to the log at once, with the script and line that printed', async () => {
+    // stdout is not a terminal here: a plain print would sit in stdout's buffer unseen.
+    const app = path.join(tmp, 'printer.lua');
+    fs.writeFileSync(app, [
+      'local rt = require "rt"',
+      'print("loaded", 42, nil, true)',
+      'rt.http.get("/p", function() print("two\\nlines"); print(); return "ok" end)',
+      '',
+    ].join('\n'));
+    const srv = await startServer({ app });
+    try {
+      await srv.waitForStderr(/ info  printer\.lua:2: loaded\t42\tnil\ttrue\n/);
+      const from = srv.stderr.length;
+      assert.equal(await (await fetch(srv.url('/p'))).text(), 'ok');
+      const m = await srv.waitForStderr(/ info  printer\.lua:3: two\\nlines\n(.*)\n/, { from });
+      assert.match(m[1], / info  printer\.lua:3: $/);
+    } finally {
+      await srv.stop();
+    }
+    // Below the log level it says nothing.
+    const quiet = await startServer({ app, args: ['--log-level', 'warn'] });
+    try {
+      assert.equal(await (await fetch(quiet.url('/p'))).text(), 'ok');
+      assert.doesNotMatch(quiet.stderr, /printer\.lua/);
+    } finally {
+      await quiet.stop();
+    }
+  });
+});
