@@ -66,7 +66,7 @@ function Topic:unsubscribe(ws)
   return topic_unsubscribe(self, ws)
 end
 
-local OPTIONS = { "heartbeat", "disconnect_delay", "response_limit", "websocket", "cookie",
+local OPTIONS = { "heartbeat", "disconnect_delay", "response_limit", "websocket", "cookie", "hixie76",
                   "origins", "sockjs_url", "max_message", "max_queue", "max_queue_bytes",
                   "max_sessions" }
 

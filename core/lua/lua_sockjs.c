@@ -146,6 +146,7 @@ static void read_config(lua_State *L, rt_sockjs_config *c) {
   c->max_sessions = (int)opt_num(L, "max_sessions", c->max_sessions, 1, 1e7);
   c->websocket = opt_bool(L, "websocket", c->websocket);
   c->cookie = opt_bool(L, "cookie", c->cookie);
+  c->hixie76 = opt_bool(L, "hixie76", c->hixie76);
   c->stomp = opt_bool(L, "stomp", 0);
   lua_getfield(L, 2, "sockjs_url");
   if (!lua_isnil(L, -1)) {

@@ -33,6 +33,7 @@ typedef struct rt_sockjs_config {
   size_t response_limit;     /* bytes a streaming response carries before it ends */
   int websocket;             /* the websocket transport is offered (/info says so) */
   int cookie;                /* JSESSIONID cookie, for sticky load balancers */
+  int hixie76;               /* the websocket transport also speaks WebSocket draft 76 */
   size_t max_message;        /* bytes of one xhr_send/jsonp_send body or WebSocket message */
   size_t max_queue;          /* messages waiting for a receiver, per session */
   size_t max_queue_bytes;    /* their bytes */

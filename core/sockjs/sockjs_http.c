@@ -13,6 +13,7 @@
 #include "sockjs.h"
 #include "ws/ws.h"
 #include "ws/ws_frame.h"
+#include "ws/ws_hixie76.h"
 
 #define MAX_HDRS 16
 
@@ -186,10 +187,11 @@ static void websocket(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req
   const char *connection = rt_http_req_header(req, "connection");
   if (!upgrade || strcasecmp(upgrade, "websocket") != 0) return plain(c, 400, &h, "Can \"Upgrade\" only to \"WebSocket\".");
   if (!connection || !strcasestr(connection, "upgrade")) return plain(c, 400, &h, "\"Connection\" must be \"Upgrade\".");
-  if (!rt_ws_key_valid(rt_http_req_header(req, "sec-websocket-key")))
+  int hixie = ep->cfg.hixie76 && rt_ws_hixie76_request(req);
+  if (!hixie && !rt_ws_key_valid(rt_http_req_header(req, "sec-websocket-key")))
     return plain(c, 400, &h, "Sec-WebSocket-Key must be base64 of 16 bytes\n");
   const char *version = rt_http_req_header(req, "sec-websocket-version");
-  if (!version || (strcmp(version, "13") != 0 && strcmp(version, "8") != 0 && strcmp(version, "7") != 0)) {
+  if (!hixie && (!version || (strcmp(version, "13") != 0 && strcmp(version, "8") != 0 && strcmp(version, "7") != 0))) {
     add(&h, "Sec-WebSocket-Version", "13, 8, 7");
     return plain(c, 426, &h, "unsupported Sec-WebSocket-Version (this server speaks 13, 8 and 7)\n");
   }
@@ -205,7 +207,7 @@ static void websocket(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req
   s->first_transport = RT_SOCKJS_WEBSOCKET;
   rt_sockjs_session_opened(s, req);
   rt_ws_opts o = {.max_message = ep->cfg.max_message + 16, .hybi_drafts = 1};
-  if (rt_ws_accept(c, req, &o, NULL, 0) < 0) {
+  if ((hixie ? rt_ws_hixie76_accept(c, req, &o) : rt_ws_accept(c, req, &o, NULL, 0)) < 0) {
     rt_sockjs_session_close(s, 1002, "WebSocket handshake failed");
   } else if (s->state == RT_SOCKJS_S_OPEN) {
     rt_sockjs_attach_ws(s, c);

@@ -11,6 +11,7 @@
 #include "net/server_int.h"
 #include "base/utf8.h"
 #include "ws_frame.h"
+#include "ws_hixie76.h"
 
 /* Where the client's byte stream is, frame-wise: wslay keeps no state worth keeping
  * between whole messages, so at such a boundary an idle connection can give its wslay
@@ -463,6 +464,12 @@ int rt_ws_send_frame(rt_conn *c, rt_chunk *frame) {
 }
 
 int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
+  if (rt_ws_hixie76_is(c)) {
+    rt_chunk *ch = rt_chunk_copy(data, len);
+    int rc = ch ? rt_ws_hixie76_send(c, &ch, 1) : -1;
+    rt_chunk_unref(ch);
+    return rc;
+  }
   if (c->proto != &ws_proto || c->closing) return -1;
   if (len <= 500) {
     /* Small: frame it straight into the connection's queue (coalesced with others). */
@@ -482,6 +489,7 @@ int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
 }
 
 int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
+  if (rt_ws_hixie76_is(c)) return rt_ws_hixie76_send(c, chunks, n);
   if (c->proto != &ws_proto || c->closing) return -1;
   rt_ws *w = c->pstate;
   if (w->close_started) return -1;
@@ -499,6 +507,7 @@ int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
 }
 
 void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink) {
+  if (rt_ws_hixie76_is(c)) rt_ws_hixie76_set_sink(c, sink);
   if (c->proto != &ws_proto) return;
   rt_ws *w = c->pstate;
   if (sink) w->sink = *sink;
@@ -506,6 +515,7 @@ void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink) {
 }
 
 void rt_ws_close(rt_conn *c, int code, const char *reason) {
+  if (rt_ws_hixie76_is(c)) rt_ws_hixie76_close(c);  /* draft 76 has no close codes */
   if (c->proto != &ws_proto || c->closing) return;
   rt_ws *w = c->pstate;
   if (w->close_started || w->dead) return;
