@@ -16,6 +16,9 @@ What the port changes, and why:
   use Debian's websocket-client (python3-websocket), which speaks RFC 6455. A close frame
   or the end of the connection is raised as ConnectionClosed, as the suite expects of
   both clients (newer websocket-client returns '' for a close frame instead).
+  test_reuseSessionId passed an on_close callback that fails the test (create_connection
+  has no such argument now); the recv() calls that follow fail the same way on a close.
+- test_haproxy reads the 16-byte answer until it has all 16, not in one read.
 - Timeouts are a few seconds rather than one (the tests share a loaded machine).
 - The iframe page's regular expression is the suite's."""
 import json
