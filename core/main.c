@@ -26,6 +26,12 @@ static void usage(FILE *f) {
           "      --ws-ping SEC       WebSocket keepalive ping interval (default 30, 0 = off)\n"
           "      --ws-idle SEC       close a WebSocket silent for SEC (default 75, 0 = never)\n"
           "      --max-message BYTES largest WebSocket message accepted (default 1048576)\n"
+          "      --ws-deflate on|off permessage-deflate when the client offers it (default on)\n"
+          "      --ws-deflate-min BYTES  messages shorter than this go uncompressed (default 256)\n"
+          "      --ws-deflate-takeover BYTES  zlib memory that connections keeping their\n"
+          "                          compression context between messages may hold in all\n"
+          "                          (~300 KiB each; default 0: every message is compressed\n"
+          "                          alone, so one frame serves all subscribers)\n"
           "      --max-body BYTES    largest HTTP request body (default 1048576)\n"
           "      --max-output BYTES  unsent bytes per connection before it is closed as a\n"
           "                          slow consumer (default 4194304)\n"
@@ -94,7 +100,8 @@ static int parse_number(const char *flag, const char *s, double min, double max,
 }
 
 int main(int argc, char **argv) {
-  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN, O_HISTBYTES };
+  enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN, O_HISTBYTES,
+         O_DEFLATE, O_DEFLATE_MIN, O_DEFLATE_TAKEOVER };
   static const struct option opts[] = {
       {"listen", required_argument, 0, 'l'},     {"port", required_argument, 0, 'p'},
       {"log-level", required_argument, 0, O_LOG_LEVEL}, {"log-json", no_argument, 0, O_LOG_JSON},
@@ -104,6 +111,9 @@ int main(int argc, char **argv) {
       {"lua-dir", required_argument, 0, O_LUADIR}, {"version", no_argument, 0, 'V'},
       {"watch", no_argument, 0, O_WATCH},         {"metrics", required_argument, 0, O_METRICS},
       {"drain", required_argument, 0, O_DRAIN},  {"history-bytes", required_argument, 0, O_HISTBYTES},
+      {"ws-deflate", required_argument, 0, O_DEFLATE},
+      {"ws-deflate-min", required_argument, 0, O_DEFLATE_MIN},
+      {"ws-deflate-takeover", required_argument, 0, O_DEFLATE_TAKEOVER},
       {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
   rt_config cfg;
   rt_config_init(&cfg);
@@ -163,6 +173,21 @@ int main(int argc, char **argv) {
         break;
       case O_DRAIN:
         if (parse_number("--drain", optarg, 0, 3600, &cfg.drain_timeout) < 0) return 2;
+        break;
+      case O_DEFLATE:
+        if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0) {
+          fprintf(stderr, "rtserver: --ws-deflate must be on or off, got '%s'\n", optarg);
+          return 2;
+        }
+        cfg.ws_deflate = strcmp(optarg, "on") == 0;
+        break;
+      case O_DEFLATE_MIN:
+        if (parse_number("--ws-deflate-min", optarg, 0, 1 << 30, &v) < 0) return 2;
+        cfg.ws_deflate_min = (size_t)v;
+        break;
+      case O_DEFLATE_TAKEOVER:
+        if (parse_number("--ws-deflate-takeover", optarg, 0, 1e12, &v) < 0) return 2;
+        cfg.ws_deflate_takeover = (size_t)v;
         break;
       case 'V': printf("rtserver %s\n", RT_VERSION); return 0;
       case 'h': usage(stdout); return 0;

@@ -44,6 +44,10 @@ typedef struct rt_config {
   size_t max_header_bytes;      /* request line + headers; over it: 431 */
   size_t max_body_bytes;        /* request body; over it: 413 */
   size_t max_ws_message;        /* WebSocket message; over it: close 1009 */
+  int ws_deflate;               /* accept permessage-deflate offers (default on) */
+  size_t ws_deflate_min;        /* messages shorter than this go uncompressed */
+  size_t ws_deflate_takeover;   /* zlib memory all connections with context takeover may
+                                   hold together; 0 = no context takeover */
   size_t max_output_bytes;      /* unsent bytes per connection before it is a slow consumer */
   int max_connections;          /* accepted connections at once; 0 = as many fds as allowed */
   const char *metrics_path;     /* Prometheus text at this HTTP path; NULL = off */

@@ -124,7 +124,8 @@ function WS:set_user(name)
 end
 function WS:unsubscribe(topic) return rt.topic(topic):unsubscribe(self) end
 
--- rt.websocket(path, { open=, message=, close=, protocols=, origins=, max_message= })
+-- rt.websocket(path, { open=, message=, close=, protocols=, origins=, max_message=,
+--                      deflate= (false: no permessage-deflate on this endpoint) })
 function rt.websocket(path, handlers)
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then error("rt.websocket: path must start with /", 2) end
   if type(handlers) ~= "table" then error("rt.websocket: handlers must be a table", 2) end

@@ -64,6 +64,9 @@ static int l_ws_accept(lua_State *L) {
     lua_getfield(L, 2, "max_message");
     o.max_message = (size_t)lua_tonumber(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 2, "deflate");
+    o.no_deflate = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
   o.protocols = protocols;
   o.origins = origins;

@@ -294,10 +294,11 @@ int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since)
 
 void rt_msg_release(rt_msg *m) {
   if (m->ws_frame) rt_chunk_unref(m->ws_frame);
+  if (m->ws_deflated) rt_chunk_unref(m->ws_deflated);
   if (m->stomp_common) rt_chunk_unref(m->stomp_common);
   if (m->sockjs_quoted) rt_chunk_unref(m->sockjs_quoted);
   if (m->stomp_wires) m->stomp_wires_free(m->stomp_wires);
-  m->ws_frame = m->stomp_common = m->sockjs_quoted = NULL;
+  m->ws_frame = m->ws_deflated = m->stomp_common = m->sockjs_quoted = NULL;
   m->stomp_wires = NULL;
 }
 

@@ -32,6 +32,7 @@ typedef struct rt_msg {
   uint64_t offset;       /* 0: none */
   const char *epoch;
   rt_chunk *ws_frame;  /* built by the first WebSocket delivery, shared by the rest */
+  rt_chunk *ws_deflated;  /* the same, compressed (permessage-deflate, no context) */
   rt_chunk *sockjs_quoted;  /* the body as a JSON string, built by the first SockJS delivery */
   /* For STOMP subscribers. The publisher may set these (NULL = defaults)... */
   const char *stomp_destination;  /* MESSAGE destination header, if not destination */

@@ -22,6 +22,8 @@ void rt_config_init(rt_config *cfg) {
   cfg->max_header_bytes = 16 * 1024;
   cfg->max_body_bytes = 1024 * 1024;
   cfg->max_ws_message = 1024 * 1024;
+  cfg->ws_deflate = 1;
+  cfg->ws_deflate_min = 256;
   cfg->max_output_bytes = 4 * 1024 * 1024;
   cfg->drain_timeout = 10;
 }
@@ -126,6 +128,7 @@ void rt_server_free(rt_server *srv) {
   ev_ref(srv->loop);
   ev_prepare_stop(srv->loop, &srv->flush_watcher);
   rt_metrics_free(srv);
+  if (srv->ws_z_free) srv->ws_z_free(srv);
   rt_buf_free(&srv->read_scratch);
   rt_chunk_pool_drain(&srv->small_chunks);  /* after every connection let go of its queue */
   free(srv->slots);

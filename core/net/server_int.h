@@ -50,6 +50,10 @@ struct rt_server {
   void (*h2_start)(rt_conn *c);
   rt_metrics metrics;
   rt_map labeled;          /* labeled counters: "name{labels}" -> double */
+  /* permessage-deflate's shared zlib streams: the ws layer makes them on first need and
+   * says how to free them (ws/ws_compress.c). */
+  struct rt_ws_z *ws_z;
+  void (*ws_z_free)(rt_server *srv);
   int stopping;
 };
 

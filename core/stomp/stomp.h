@@ -76,7 +76,7 @@ typedef struct rt_stomp_transport {
   /* Optional, for fan-out: one chunk holding the frame as this transport puts it on the
    * wire (WebSocket: with the message header), and a way to queue such a chunk as is, so
    * one chunk serves every ack:auto subscriber with the same subscription id. */
-  rt_chunk *(*wire)(rt_chunk *const *chunks, int n, int text);
+  rt_chunk *(*wire)(rt_server *srv, rt_chunk *const *chunks, int n, int text);
   int (*send_wire)(rt_conn *c, rt_chunk *wire);
 } rt_stomp_transport;
 

@@ -201,7 +201,7 @@ static __attribute__((noinline)) rt_chunk *wire_build(rt_msg *m, rt_stomp_sub *s
   memcpy(head->data, sub->prefix->data, sub->prefix->len);
   memcpy(head->data + sub->prefix->len, ids, (size_t)k);
   rt_chunk *parts[4] = {head, m->stomp_common, m->body, ss->nul};
-  rt_chunk *wire = tp->wire(parts, 4, text);
+  rt_chunk *wire = tp->wire(ss->srv, parts, 4, text);
   rt_chunk_unref(head);
   if (!wire) return NULL;
   /* The subscription's prefix chunk outlives the entry only while the subscriber lives:

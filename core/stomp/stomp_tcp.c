@@ -20,7 +20,7 @@ static int tcp_send(rt_conn *c, rt_chunk *const *chunks, int n, int text) {
 
 static void tcp_close(rt_conn *c, int error) { rt_conn_close_after_write(c); }
 
-static rt_chunk *tcp_wire(rt_chunk *const *chunks, int n, int text) {
+static rt_chunk *tcp_wire(rt_server *srv, rt_chunk *const *chunks, int n, int text) {
   size_t total = 0;
   for (int i = 0; i < n; i++) total += chunks[i]->len;
   rt_chunk *w = rt_chunk_new(total);

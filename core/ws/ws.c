@@ -10,6 +10,7 @@
 #include "http/http1.h"
 #include "net/server_int.h"
 #include "base/utf8.h"
+#include "ws_compress.h"
 #include "ws_frame.h"
 #include "ws_hixie76.h"
 
@@ -36,6 +37,7 @@ typedef struct rt_ws {
   int pinged;         /* a keepalive ping is out and unanswered */
   int close_code;     /* what the peer sent, for the app */
   rt_ws_sink sink;    /* when set, messages go here instead of the app */
+  rt_ws_zconn z;      /* permessage-deflate, if negotiated */
   /* wslay runs without buffering data messages (it still checks sizes, UTF-8 and the
    * fragmentation rules, and buffers control frames): we gather a message's payload
    * here, in a buffer reused from one message to the next, instead of wslay's
@@ -177,6 +179,32 @@ static void send_control_now(rt_ws *w) {
   if (!w->dead && !w->conn->closing) wslay_event_send(w->ctx);
 }
 
+/* A compressed message (RSV1; wslay allows it only once negotiated): inflated within
+ * max_message, and a text message checked as UTF-8 after (wslay cannot, before). */
+static int inflate_msg(rt_ws *w, int text, const uint8_t **data, size_t *len) {
+  rt_conn *c = w->conn;
+  int rc = rt_ws_z_inflate(c->srv, &w->z, *data, *len, w->max_message, data, len);
+  if (rc == RT_WS_INFLATE_OK && text && !rt_utf8_valid(*data, *len)) {
+    rt_ws_z_inflated_done(c->srv);
+    rt_info(&c->srv->log, "%s: compressed WebSocket text is not UTF-8; closing 1007", c->peer);
+    fail_connection(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
+    return -1;
+  }
+  if (rc == RT_WS_INFLATE_OK) return 0;
+  rt_ws_z_inflated_done(c->srv);
+  if (rc == RT_WS_INFLATE_TOO_BIG) {
+    rt_info(&c->srv->log, "%s: WebSocket message inflates past %zu bytes; closing 1009", c->peer,
+            w->max_message);
+    fail_connection(w, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
+  } else if (rc == RT_WS_INFLATE_CORRUPT) {
+    rt_info(&c->srv->log, "%s: corrupt permessage-deflate data; closing 1007", c->peer);
+    fail_connection(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid compressed data");
+  } else {
+    fail_connection(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+  }
+  return -1;
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
                    void *ud) {
   rt_ws *w = ud;
@@ -195,12 +223,15 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
         len = w->direct_len;
         w->direct = NULL;
       }
+      int inflated = arg->rsv & WSLAY_RSV1_BIT;
+      if (inflated && inflate_msg(w, arg->opcode == WSLAY_TEXT_FRAME, &data, &len) < 0) return;
       c->srv->metrics.msgs_in++;
       if (w->sink.on_message)
         w->sink.on_message(c, w->sink.data, data, len, arg->opcode == WSLAY_BINARY_FRAME);
       else if (c->srv->app.ws_message)
         c->srv->app.ws_message(c->srv, c->srv->app.data, c->id, data, len,
                                arg->opcode == WSLAY_BINARY_FRAME);
+      if (inflated) rt_ws_z_inflated_done(c->srv);
       /* A big message does not pin its buffer for the life of the connection. */
       if (!w->dead && w->msg.cap > 65536) rt_buf_free(&w->msg);
       break;
@@ -332,6 +363,7 @@ static void on_close(rt_conn *c) {
   rt_ws *w = c->pstate;
   rt_broker_drop_conn(c->srv->broker, c);
   if (w->sink.on_close) w->sink.on_close(c, w->sink.data);
+  rt_ws_z_release(c->srv, &w->z);
   rt_server *srv = c->srv;
   if (srv->app.ws_close)
     srv->app.ws_close(srv, srv->app.data, w->conn_id, w->close_code ? w->close_code : 1006,
@@ -365,6 +397,8 @@ static wslay_event_context_ptr ctx_get(rt_ws *w) {
   }
   wslay_event_config_set_no_buffering(w->ctx, 1);
   wslay_event_config_set_max_recv_msg_length(w->ctx, w->max_message);
+  /* RSV1 marks a compressed message; without the extension wslay fails it with 1002. */
+  if (w->z.p.on) wslay_event_config_set_allowed_rsv_bits(w->ctx, WSLAY_RSV1_BIT);
   return w->ctx;
 }
 
@@ -438,14 +472,17 @@ int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *
   w->max_message = o->max_message ? o->max_message : c->srv->cfg.max_ws_message;
   w->conn = c;
   w->conn_id = c->id;
+  char ext[160];
+  int deflate = rt_ws_z_negotiate(c->srv, req, !o->no_deflate, &w->z, ext, sizeof ext);
 
-  char accept[29], resp[512];
+  char accept[29], resp[640];
   rt_ws_accept_key(key, accept);
   int n = snprintf(resp, sizeof resp,
                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
                    accept, chosen[0] ? "Sec-WebSocket-Protocol: " : "", chosen,
-                   chosen[0] ? "\r\n" : "");
+                   chosen[0] ? "\r\n" : "", deflate ? "Sec-WebSocket-Extensions: " : "",
+                   deflate ? ext : "", deflate ? "\r\n" : "");
   rt_http1_detach(c);
   rt_conn_set_proto(c, &ws_proto, RT_PROTO_WS, w);
   rt_conn_write(c, resp, (size_t)n);
@@ -463,6 +500,18 @@ int rt_ws_send_frame(rt_conn *c, rt_chunk *frame) {
   return rt_conn_write_chunk(c, frame);
 }
 
+/* Queues a message compressed for this connection. */
+static int send_deflated(rt_conn *c, int opcode, const rt_ws_part *parts, int n) {
+  rt_ws *w = c->pstate;
+  if (w->close_started) return -1;
+  rt_chunk *f = rt_ws_z_frame(c->srv, &w->z, opcode, parts, n);
+  if (!f) return -1;
+  c->srv->metrics.msgs_out++;
+  int rc = rt_conn_write_chunk(c, f);
+  rt_chunk_unref(f);
+  return rc;
+}
+
 int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
   if (rt_ws_hixie76_is(c)) {
     rt_chunk *ch = rt_chunk_copy(data, len);
@@ -471,6 +520,10 @@ int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
     return rc;
   }
   if (c->proto != &ws_proto || c->closing) return -1;
+  if (rt_ws_z_mode(c->srv, &((rt_ws *)c->pstate)->z, len) != RT_WS_Z_PLAIN) {
+    rt_ws_part part = {data, len};
+    return send_deflated(c, opcode, &part, 1);
+  }
   if (len <= 500) {
     /* Small: frame it straight into the connection's queue (coalesced with others). */
     rt_ws *w = c->pstate;
@@ -495,6 +548,12 @@ int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
   if (w->close_started) return -1;
   size_t total = 0;
   for (int i = 0; i < n; i++) total += chunks[i]->len;
+  if (rt_ws_z_mode(c->srv, &w->z, total) != RT_WS_Z_PLAIN) {
+    rt_ws_part parts[8];
+    if (n > 8) return -1;
+    for (int i = 0; i < n; i++) parts[i] = (rt_ws_part){chunks[i]->data, chunks[i]->len};
+    return send_deflated(c, opcode, parts, n);
+  }
   uint8_t hdr[10];
   size_t hl = rt_ws_frame_header(hdr, opcode, total);
   rt_chunk *h = rt_chunk_copy(hdr, hl);
@@ -504,6 +563,29 @@ int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
   rt_chunk_unref(h);
   for (int i = 0; i < n && rc == 0; i++) rc = rt_conn_write_chunk(c, chunks[i]);
   return rc;
+}
+
+int rt_ws_send_shared(rt_conn *c, int opcode, rt_chunk *payload, rt_chunk **plain,
+                      rt_chunk **deflated) {
+  if (c->proto != &ws_proto || c->closing) return -1;
+  rt_ws *w = c->pstate;
+  rt_ws_part part = {payload->data, payload->len};
+  switch (rt_ws_z_mode(c->srv, &w->z, payload->len)) {
+    case RT_WS_Z_OWN:
+      return send_deflated(c, opcode, &part, 1);
+    case RT_WS_Z_SHARED:
+      if (!*deflated && !(*deflated = rt_ws_z_shared_frame(c->srv, opcode, &part, 1))) return -1;
+      return rt_ws_send_frame(c, *deflated);
+    default:
+      if (!*plain && !(*plain = rt_ws_frame_build(opcode, payload->data, payload->len))) return -1;
+      return rt_ws_send_frame(c, *plain);
+  }
+}
+
+int rt_ws_deflate_kind(const rt_conn *c) {
+  if (c->proto != &ws_proto) return RT_WS_Z_PLAIN;
+  const rt_ws *w = c->pstate;
+  return rt_ws_z_mode(c->srv, &w->z, (size_t)-1);
 }
 
 void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink) {

@@ -21,6 +21,7 @@ typedef struct rt_ws_opts {
   size_t max_message;            /* 0 = server default */
   int hybi_drafts;               /* also accept versions 7 and 8 (hybi-07/-10: the same
                                     framing; SockJS clients of 2011 still send them) */
+  int no_deflate;                /* decline permessage-deflate on this endpoint */
 } rt_ws_opts;
 
 /* Validates the upgrade request and answers it: 101 and the connection becomes a
@@ -32,6 +33,14 @@ int rt_ws_is_ws(const rt_conn *c);
 int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len);
 /* Queues a frame built once (rt_ws_frame_build) and shared by many connections. */
 int rt_ws_send_frame(rt_conn *c, rt_chunk *frame);
+/* Queues a message many connections receive (a publish). Its frames are built on first
+ * need and kept in *plain and *deflated (the context-free compressed frame) for the next
+ * connection; a connection with its own compression context gets its own frame. */
+int rt_ws_send_shared(rt_conn *c, int opcode, rt_chunk *payload, rt_chunk **plain,
+                      rt_chunk **deflated);
+/* Which frames the connection takes for a message past the size threshold: RT_WS_Z_PLAIN,
+ * RT_WS_Z_SHARED (rt_ws_z_shared_frame's) or RT_WS_Z_OWN (ws_compress.h). */
+int rt_ws_deflate_kind(const rt_conn *c);
 /* Queues pre-built chunks as ONE unfragmented message: the frame header is computed from
  * their total length. Lets a STOMP MESSAGE go out as [header + per-subscriber head] +
  * shared body + shared NUL without copying the body per subscriber. */

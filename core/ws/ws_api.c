@@ -10,12 +10,10 @@
 #include "ws_frame.h"
 
 void rt_ws_deliver(rt_sub *s, rt_msg *m) {
-  /* The first WebSocket subscriber frames the message; the rest share that chunk. */
-  if (!m->ws_frame) {
-    m->ws_frame = rt_ws_frame_build(m->binary ? RT_WS_BINARY : RT_WS_TEXT, m->body->data, m->body->len);
-    if (!m->ws_frame) return;
-  }
-  rt_ws_send_frame(s->conn, m->ws_frame);
+  /* The first WebSocket subscriber frames the message (and the first that negotiated
+   * permessage-deflate compresses it); the rest share those chunks. */
+  rt_ws_send_shared(s->conn, m->binary ? RT_WS_BINARY : RT_WS_TEXT, m->body, &m->ws_frame,
+                    &m->ws_deflated);
 }
 
 int rt_websocket_accept(rt_server *srv, uint64_t conn, const char *const *protocols,
