@@ -25,6 +25,12 @@ rt.websocket("/echo", {
   close = function(ws, code, reason) report("close /echo %d %s", code, reason) end,
 })
 
+-- Echo that never compresses (permessage-deflate declined on this endpoint).
+rt.websocket("/plain", {
+  deflate = false,
+  message = function(ws, data, binary) ws:send(data, binary) end,
+})
+
 -- Echo with a route-level message limit.
 rt.websocket("/small", {
   max_message = 100,
