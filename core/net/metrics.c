@@ -68,6 +68,13 @@ void rt_metrics_render(rt_server *srv, rt_buf *out) {
   counter(out, "rtserver_connections_total", "Connections accepted.", m->conns_total);
   counter(out, "rtserver_messages_in_total", "Messages received (WebSocket, STOMP, gRPC).", m->msgs_in);
   counter(out, "rtserver_messages_out_total", "Messages sent.", m->msgs_out);
+  counter(out, "rtserver_ws_compressed_in_total", "Compressed WebSocket messages received.",
+          m->ws_compressed_in);
+  counter(out, "rtserver_ws_compressed_out_total", "Compressed WebSocket messages sent.",
+          m->ws_compressed_out);
+  counter(out, "rtserver_ws_compressions_total",
+          "WebSocket messages compressed (a frame shared by subscribers counts once).",
+          m->ws_compressions);
   counter(out, "rtserver_fanout_deliveries_total", "Deliveries by the broker to subscribers.", m->deliveries);
   counter(out, "rtserver_slow_consumers_closed_total", "Connections closed for unread output.", m->slow_consumers);
   counter(out, "rtserver_lua_errors_total", "Errors raised by Lua handlers.", m->lua_errors);

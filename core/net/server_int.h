@@ -16,6 +16,8 @@ typedef struct rt_metrics {
   long conns_open[RT_PROTO_COUNT];
   long conns_total;
   long msgs_in, msgs_out, deliveries;
+  long ws_compressed_in, ws_compressed_out;  /* permessage-deflate messages */
+  long ws_compressions;    /* messages compressed: a shared frame once per publish */
   long slow_consumers;
   long lua_errors;
   long reloads, reload_failures;

@@ -190,7 +190,10 @@ static int inflate_msg(rt_ws *w, int text, const uint8_t **data, size_t *len) {
     fail_connection(w, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8");
     return -1;
   }
-  if (rc == RT_WS_INFLATE_OK) return 0;
+  if (rc == RT_WS_INFLATE_OK) {
+    c->srv->metrics.ws_compressed_in++;
+    return 0;
+  }
   rt_ws_z_inflated_done(c->srv);
   if (rc == RT_WS_INFLATE_TOO_BIG) {
     rt_info(&c->srv->log, "%s: WebSocket message inflates past %zu bytes; closing 1009", c->peer,
@@ -497,6 +500,7 @@ int rt_ws_send_frame(rt_conn *c, rt_chunk *frame) {
   rt_ws *w = c->pstate;
   if (w->close_started) return -1;
   c->srv->metrics.msgs_out++;
+  if (frame->data[0] & 0x40) c->srv->metrics.ws_compressed_out++;  /* RSV1 */
   return rt_conn_write_chunk(c, frame);
 }
 
@@ -507,6 +511,7 @@ static int send_deflated(rt_conn *c, int opcode, const rt_ws_part *parts, int n)
   rt_chunk *f = rt_ws_z_frame(c->srv, &w->z, opcode, parts, n);
   if (!f) return -1;
   c->srv->metrics.msgs_out++;
+  c->srv->metrics.ws_compressed_out++;
   int rc = rt_conn_write_chunk(c, f);
   rt_chunk_unref(f);
   return rc;

@@ -85,6 +85,7 @@ rt_chunk *rt_ws_z_frame(rt_server *srv, rt_ws_zconn *zc, int opcode, const rt_ws
   struct rt_ws_z *z = z_of(srv);
   rt_ws_deflater *d = z ? deflater_for(z, zc) : NULL;
   if (!d) return NULL;
+  srv->metrics.ws_compressions++;
   return rt_ws_deflate_frame(d, zc->p.server_no_takeover, opcode, parts, n, &z->scratch);
 }
 

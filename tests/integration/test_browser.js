@@ -13,7 +13,7 @@ const TIMEOUT = 15000 * SLOW;
 let srv, context, browser;
 
 before(async () => {
-  srv = await startServer({ app: path.join(ROOT, 'apps/chat.lua') });
+  srv = await startServer({ app: path.join(ROOT, 'apps/chat.lua'), args: ['--metrics', '/metrics'] });
   browser = await launchBrowser();
   context = browser.context;
 });
@@ -99,6 +99,40 @@ test('a chat page that lost its connection comes back with the lines it missed, 
   await bob.fill('#text', 'live again');
   await bob.press('#text', 'Enter');
   await alice.locator('#log div', { hasText: `server relays ${bobName}: live again` }).waitFor();
+  await alice.close();
+  await bob.close();
+});
+
+// Chromium always offers permessage-deflate: the chat page's socket negotiates it, and a
+// long line goes up compressed and comes back compressed to both pages.
+test('the chat negotiates permessage-deflate with chromium and long lines travel compressed', async () => {
+  const counters = async () => {
+    const text = await (await fetch(srv.url('/metrics'))).text();
+    const get = (name) => Number(text.match(new RegExp(`^${name} (\\d+)$`, 'm'))[1]);
+    return { in: get('rtserver_ws_compressed_in_total'), out: get('rtserver_ws_compressed_out_total'),
+             compressions: get('rtserver_ws_compressions_total') };
+  };
+  const open = async () => {
+    const page = await context.newPage();
+    await page.goto(srv.url('/'));
+    await page.waitForFunction(() => document.getElementById('status').textContent === 'connected');
+    return page;
+  };
+  const alice = await open();
+  const bob = await open();
+  for (const p of [alice, bob]) {
+    assert.equal(await p.evaluate(() => ws.extensions),
+                 'permessage-deflate; server_no_context_takeover; client_no_context_takeover');
+  }
+  const before = await counters();
+  const long = `a long line ✓ ${'order 12345 filled at 101.25; '.repeat(40)}${Date.now()}`;
+  await alice.fill('#text', long);
+  await alice.press('#text', 'Enter');
+  for (const p of [alice, bob]) await p.locator('#log div', { hasText: long }).waitFor({ timeout: TIMEOUT });
+  const after = await counters();
+  assert.equal(after.in - before.in, 1, 'chromium sent the line compressed');
+  assert.ok(after.out - before.out >= 2, 'both pages got it compressed');
+  assert.equal(after.compressions - before.compressions, 1, 'compressed once for both');
   await alice.close();
   await bob.close();
 });
