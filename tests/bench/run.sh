@@ -5,12 +5,17 @@
 #
 # (a) WebSocket echo through a Lua handler; the same load against tcp_echo (raw frames)
 #     and npm ws. (b) one publisher fanned out to many subscribers, rtserver vs npm ws.
-# (c) resident memory per idle WebSocket connection, rtserver (and npm ws as a peer).
+# (c) resident memory per idle WebSocket connection, rtserver (and npm ws as a peer),
+#     and rtserver with permessage-deflate negotiated.
 # (d) the fan-out of (b) over STOMP (SEND /topic/fan; and SEND /app/fan through a Lua
 #     handler), in the same runs as rtserver's raw fan-out. (e) a STOMP queue with
 #     client-individual acks, over WebSocket and over TCP. (f) the echo of (a) while the
 #     app is reloaded (SIGHUP): added latency, dropped connections, lost messages.
 # (g) the fan-out of (b) on a topic that keeps history (rt.history), in the same runs.
+# (h) permessage-deflate with 1 KiB JSON messages: the fan-out of (b) and the echo of (a)
+#     with clients that negotiate it against clients that do not, on the same server in
+#     the same runs (deliveries/s and bytes on the wire), and npm ws compressing the same
+#     fan-out as the peer.
 # Each figure is the median of BENCH_REPEATS runs. Runs are interleaved across servers,
 # and each ratio is the median of the per-run ratios, so that load from elsewhere on the
 # machine hits both sides of a ratio alike. Knobs (env): BENCH_REPEATS, BENCH_SECS,
@@ -18,7 +23,7 @@
 # BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_STOMP_APP (1: also the /app path of (d)),
 # BENCH_QUEUE_PRODUCERS, BENCH_QUEUE_CONSUMERS, BENCH_QUEUE_INFLIGHT, BENCH_QUEUE_SIZE,
 # BENCH_RELOADS, BENCH_RELOAD_EVERY, BENCH_IDLE_CONNS,
-# BENCH_ONLY ("echo fanout stomp queue reload idle history").
+# BENCH_DEFLATE_SIZE, BENCH_ONLY ("echo fanout stomp queue reload idle history deflate").
 set -u -o pipefail
 
 BUILD=${1:-build}
@@ -51,7 +56,8 @@ QUEUE_SIZE=${BENCH_QUEUE_SIZE:-64}
 # Reload: 2 x RELOADS slices of RELOAD_EVERY seconds; every other one starts with a SIGHUP.
 RELOADS=${BENCH_RELOADS:-10}
 RELOAD_EVERY=${BENCH_RELOAD_EVERY:-0.2}
-ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle history}
+DEFLATE_SIZE=${BENCH_DEFLATE_SIZE:-1024}
+ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle history deflate}
 IDLE_WANTED=50000
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -61,9 +67,9 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 mkdir -p "$OUT" || die "cannot create $OUT"
 CFLAGS_BENCH="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow"
 cc $CFLAGS_BENCH -o "$OUT/wsload" "$HERE/wsload.c" "$HERE/wsload_net.c" "$HERE/wsload_stomp.c" \
-    "$HERE/wsload_lib.c" -lev || die "wsload did not build"
+    "$HERE/wsload_lib.c" "$HERE/wsload_deflate.c" -lev -lz || die "wsload did not build"
 cc $CFLAGS_BENCH -o "$OUT/tcp_echo" "$HERE/tcp_echo.c" -lev || die "tcp_echo did not build"
-if (want echo || want fanout || want idle) && [ ! -d "$HERE/node_modules/ws" ]; then
+if (want echo || want fanout || want idle || want deflate) && [ ! -d "$HERE/node_modules/ws" ]; then
     npm install --prefix "$HERE" --no-audit --no-fund --loglevel=error >/dev/null ||
         die "npm install of ws failed"
 fi
@@ -147,6 +153,7 @@ start_reload() {
         "$HERE/bench_app.lua"
 }
 start_ws() { start_server ws node "$HERE/ws_servers.js" 0; }
+start_wsdfl() { start_server wsdfl node "$HERE/ws_servers.js" 0 deflate; }
 
 # ---- figures -------------------------------------------------------------------------
 declare -A RUNS                              # RUNS[test,server,run] = a RESULT line
@@ -312,19 +319,56 @@ run_reload() {
     done
 }
 
+# ---- (h) permessage-deflate -----------------------------------------------------------
+# Rows: dfljson (rtserver, clients without the extension), dflon (the same server,
+# clients that negotiate it), wsdfl (npm ws with perMessageDeflate, clients that
+# negotiate it). The payload is DEFLATE_SIZE bytes of JSON after wsload's 16-byte stamp.
+run_deflate() {
+    local r srv line z
+    PORT_dfljson=$PORT_rtserver PID_dfljson=$PID_rtserver
+    PORT_dflon=$PORT_rtserver PID_dflon=$PID_rtserver
+    for ((r = 1; r <= REPEATS; r++)); do
+        for srv in dfljson dflon wsdfl; do
+            z=()
+            [ "$srv" = dfljson ] || z=(--deflate)
+            measure dflfan "$srv" "$r" fanout --json "${z[@]}" -c "$FAN_SUBS" \
+                -s "$DEFLATE_SIZE" --window "$FAN_WINDOW" -d "$SECS" -w "$WARMUP" \
+                --src-ips $(((FAN_SUBS + 999) / 1000))
+            line=${RUNS[dflfan,$srv,$r]}
+            printf '  fanout %-8s run %d/%d: %8s deliveries/s, %6s wire bytes each, server CPU %s%%\n' \
+                "$srv" "$r" "$REPEATS" "$(field deliveries_per_s "$line" | grep . || echo n/a)" \
+                "$(field wire_bytes_per_msg "$line" | grep . || echo n/a)" \
+                "$(field server_cpu_pct "$line" | grep . || echo ?)"
+        done
+        for srv in dfljson dflon; do
+            z=()
+            [ "$srv" = dfljson ] || z=(--deflate)
+            measure dflecho "$srv" "$r" echo --json "${z[@]}" -c "$ECHO_CONNS" \
+                -k "$ECHO_INFLIGHT" -s "$DEFLATE_SIZE" -d "$SECS" -w "$WARMUP"
+            line=${RUNS[dflecho,$srv,$r]}
+            printf '  echo   %-8s run %d/%d: %8s msgs/s, %6s wire bytes each, server CPU %s%%\n' \
+                "$srv" "$r" "$REPEATS" "$(field msgs_per_s "$line" | grep . || echo n/a)" \
+                "$(field wire_bytes_per_msg "$line" | grep . || echo n/a)" \
+                "$(field server_cpu_pct "$line" | grep . || echo ?)"
+        done
+    done
+}
+
 # ---- (c) idle memory -----------------------------------------------------------------
 # The open-files limit is per process and both ends hold one descriptor per connection;
 # keep 1,000 spare for the server's own files.
 IDLE_CONNS=${BENCH_IDLE_CONNS:-$((HARD_NOFILE - 1000 < IDLE_WANTED ? HARD_NOFILE - 1000 : IDLE_WANTED))}
 IDLE_SRC_IPS=$(((IDLE_CONNS + 999) / 1000))
 
-# idle_once PID PORT: holds IDLE_CONNS connections open; prints "before after open".
+# idle_once PID PORT [WSLOAD ARGS]: holds IDLE_CONNS connections open; prints "before
+# after open".
 idle_once() {
     local pid=$1 port=$2 before after open log="$OUT/idle.out" lp
+    shift 2
     sleep 0.3
     before=$(rss_kib "$pid")
     : >"$log"
-    "$OUT/wsload" idle --port "$port" -c "$IDLE_CONNS" --src-ips "$IDLE_SRC_IPS" \
+    "$OUT/wsload" idle --port "$port" -c "$IDLE_CONNS" --src-ips "$IDLE_SRC_IPS" "$@" \
         >"$log" 2>>"$OUT/wsload.err" &
     lp=$!
     for _ in $(seq 600); do
@@ -341,14 +385,20 @@ idle_once() {
 }
 
 run_idle() {
-    local srv r b a o kib port_var pid_var
-    for srv in rtserver ws; do
+    local srv r b a o kib port_var pid_var z
+    for srv in rtserver rtdfl ws; do
+        [ "$srv" = rtdfl ] && ! want deflate && continue
         for ((r = 1; r <= REPEATS; r++)); do
             # A fresh server each time: memory freed by the last run would hide the cost.
-            if [ "$srv" = rtserver ]; then start_rtserver; else start_ws; fi
+            z=()
+            case $srv in
+            rtserver) start_rtserver ;;
+            rtdfl) start_rtserver; PORT_rtdfl=$PORT_rtserver PID_rtdfl=$PID_rtserver z=(--deflate) ;;
+            ws) start_ws ;;
+            esac
             port_var="PORT_$srv" pid_var="PID_$srv"
             [ -n "${!port_var}" ] || break
-            read -r b a o < <(idle_once "${!pid_var}" "${!port_var}")
+            read -r b a o < <(idle_once "${!pid_var}" "${!port_var}" "${z[@]}")
             stop_server "${!pid_var}"
             kib=n/a
             [ "$o" -gt 0 ] && kib=$(awk -v b="$b" -v a="$a" -v o="$o" \
@@ -485,6 +535,44 @@ report_queue() {
         "lost: the most in any run, after a drain)"
 }
 
+report_deflate() {
+    local srv label r1 r2 r3 r4 c1
+    printf '\n(h) permessage-deflate, %d-byte JSON messages: the fan-out of (b) to %d subscribers' \
+        "$DEFLATE_SIZE" "$FAN_SUBS"
+    printf ' and the echo of (a), clients with and without the extension\n'
+    printf '  %-30s %12s %11s %10s %8s %12s\n' fan-out deliveries/s "wire B/msg" p99_us "srv CPU" \
+        "CPU us/dlvry"
+    for srv in dfljson dflon wsdfl; do
+        case $srv in
+        dfljson) label="rtserver, uncompressed" ;;
+        dflon) label="rtserver, deflate" ;;
+        wsdfl) label="npm ws, perMessageDeflate" ;;
+        esac
+        printf '  %-30s %12s %11s %10s %7s%% %12s\n' "$label" "$(med dflfan $srv deliveries_per_s)" \
+            "$(med dflfan $srv wire_bytes_per_msg)" "$(med dflfan $srv p99_us)" \
+            "$(med dflfan $srv server_cpu_pct)" "$(med dflfan $srv server_cpu_us_per_msg)"
+    done
+    r1=$(med_ratio dflfan dflon dfljson deliveries_per_s)
+    r2=$(med_ratio dflfan dflon dfljson wire_bytes_per_msg)
+    r3=$(med_ratio dflfan dflon wsdfl deliveries_per_s)
+    printf '  deliveries/s deflate / uncompressed = %-6s target >= 0.70  %s\n' "$r1" "$(verdict "$r1" '>=' 0.70)"
+    printf '  wire bytes   deflate / uncompressed = %-6s target <= 0.40  %s\n' "$r2" "$(verdict "$r2" '<=' 0.40)"
+    printf '  deliveries/s rtserver / npm ws, both compressing = %s (no target)\n' "$r3"
+    printf '  %-30s %12s %11s %10s %8s %12s\n' echo msgs/s "wire B/msg" p99_us "srv CPU" "CPU us/msg"
+    for srv in dfljson dflon; do
+        label="rtserver, uncompressed"
+        [ "$srv" = dflon ] && label="rtserver, deflate both ways"
+        printf '  %-30s %12s %11s %10s %7s%% %12s\n' "$label" "$(med dflecho $srv msgs_per_s)" \
+            "$(med dflecho $srv wire_bytes_per_msg)" "$(med dflecho $srv p99_us)" \
+            "$(med dflecho $srv server_cpu_pct)" "$(med dflecho $srv server_cpu_us_per_msg)"
+    done
+    r4=$(med_ratio dflecho dflon dfljson msgs_per_s)
+    c1=$(med_ratio dflecho dflon dfljson server_cpu_us_per_msg)
+    printf '  echo msgs/s deflate / uncompressed = %s, server CPU per message %s x (no target)\n' "$r4" "$c1"
+    echo "  (the load generator inflates each distinct fan-out frame once and reuses it for" \
+        "identical frames; it compresses and inflates every echo message)"
+}
+
 report_reload() {
     local added closed lost n want ms
     printf '\n(f) hot reload under load: the echo of (a), %d x %d in flight; %d slices of %ss,' \
@@ -517,9 +605,13 @@ report_idle() {
             "$HARD_NOFILE per process (hard limit), so $IDLE_CONNS were used."
     fi
     printf '  %-24s %8s %14s %14s %10s\n' server conns "RSS before KiB" "RSS after KiB" KiB/conn
-    for srv in rtserver ws; do
-        label="rtserver"
-        [ "$srv" = ws ] && label="npm ws (peer)"
+    for srv in rtserver rtdfl ws; do
+        [ "$srv" = rtdfl ] && ! want deflate && continue
+        case $srv in
+        rtserver) label="rtserver" ;;
+        rtdfl) label="rtserver, deflate on" ;;
+        ws) label="npm ws (peer)" ;;
+        esac
         printf '  %-24s %8s %14s %14s %10s\n' "$label" "$(med idle $srv open)" \
             "$(med idle $srv rss_before_kib)" "$(med idle $srv rss_after_kib)" \
             "$(med idle $srv kib_per_conn)"
@@ -527,6 +619,11 @@ report_idle() {
     kib=$(med idle rtserver kib_per_conn)
     printf '  rtserver KiB per connection = %-6s target <= 8.00  %s\n' "$kib" \
         "$(verdict "$kib" '<=' 8)"
+    if want deflate; then
+        kib=$(med idle rtdfl kib_per_conn)
+        printf '  with permessage-deflate    = %-6s target <= 1.00 (issue 15)  %s\n' "$kib" \
+            "$(verdict "$kib" '<=' 1)"
+    fi
 }
 
 # ---- run -----------------------------------------------------------------------------
@@ -539,13 +636,15 @@ want fanout && FAN_SERVERS+=(rtserver ws)
 want stomp && FAN_SERVERS=(rtserver "${FAN_SERVERS[@]:1}" stomp)  # (d) needs (b)'s rtserver
 want stomp && [ "$STOMP_APP" = 1 ] && FAN_SERVERS+=(stompapp)
 want history && { want fanout || want stomp || FAN_SERVERS=(rtserver); FAN_SERVERS+=(history); }
-if want echo || want fanout || want stomp || want queue || want history; then
+if want echo || want fanout || want stomp || want queue || want history || want deflate; then
     want echo || want fanout || want stomp || want history && start_rtserver
     # (g) talks to the same process as (b), on the paths of its history topic.
     PORT_history=${PORT_rtserver:-} PID_history=${PID_rtserver:-}
     want echo && start_tcp
     want echo || want fanout && start_ws
     want stomp || want queue && start_stomp
+    want deflate && start_wsdfl
+    want deflate && [ -z "${PORT_rtserver:-}" ] && start_rtserver
     if want echo; then
         echo "-- (a) echo: $ECHO_CONNS connections x $ECHO_INFLIGHT in flight," \
             "$ECHO_SIZE-byte messages, ${SECS}s measured after ${WARMUP}s warm-up"
@@ -556,12 +655,17 @@ if want echo || want fanout || want stomp || want queue || want history; then
             "messages, at most $FAN_WINDOW not yet delivered to all: ${FAN_SERVERS[*]}"
         run_fanout "${FAN_SERVERS[@]}"
     fi
+    if want deflate; then
+        echo "-- (h) permessage-deflate: $DEFLATE_SIZE-byte JSON, the fan-out to $FAN_SUBS" \
+            "subscribers and the echo, without and with the extension, and npm ws compressing"
+        run_deflate
+    fi
     if want queue; then
         echo "-- (e) STOMP queue: $QUEUE_PRODUCERS producers x $QUEUE_INFLIGHT in flight ->" \
             "$QUEUE_CONSUMERS consumers, client-individual acks, over WebSocket and TCP"
         run_queue
     fi
-    for srv in rtserver tcp ws stomp; do
+    for srv in rtserver tcp ws stomp wsdfl; do
         pid_var="PID_$srv"
         stop_server "${!pid_var:-}"
     done
@@ -589,4 +693,5 @@ want stomp && report_stomp
 want history && report_history
 want queue && report_queue
 want reload && report_reload
+want deflate && report_deflate
 exit 0

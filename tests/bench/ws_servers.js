@@ -2,14 +2,17 @@
 // as tests/bench/bench_app.lua, written the way the ws README writes them, so that
 // rtserver's figures have a peer measured in the same run.
 //
-// usage: node ws_servers.js [port]     (0 or none picks a free one)
-// Prints "ws listening on ADDR:PORT" once it accepts.
+// usage: node ws_servers.js [port] [deflate]     (0 or none picks a free one)
+// Prints "ws listening on ADDR:PORT" once it accepts. With "deflate", the server takes
+// permessage-deflate offers (ws's defaults, and rtserver's 256-byte threshold); the
+// bench's clients ask for no context takeover, so ws compresses each send from scratch.
 'use strict';
 const http = require('http');
 const { WebSocketServer, WebSocket } = require('ws');
 
 const server = http.createServer((req, res) => res.writeHead(404).end());
-const wss = new WebSocketServer({ server });
+const deflate = process.argv[3] === 'deflate';
+const wss = new WebSocketServer({ server, perMessageDeflate: deflate ? { threshold: 256 } : false });
 const subscribers = new Set();
 
 wss.on('connection', (ws, req) => {

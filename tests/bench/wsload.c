@@ -55,6 +55,13 @@ void send_msg(struct bench *b, struct conn *c, uint64_t seq)
     uint8_t *dst = wbuf_space(b, c, size + 14);
     memcpy(b->payload, &b->now_ns, 8);
     memcpy(b->payload + 8, &seq, 8);
+    if (c->deflate) {
+        const uint8_t *z;
+        size_t zn;
+        deflate_pack(b, b->payload, size, &z, &zn);
+        b->wlen += ws_frame(dst, 0x40 | 2, z, zn, rng_next(b));
+        return;
+    }
     b->wlen += ws_frame(dst, 2, b->payload, size, rng_next(b));
 }
 
@@ -123,6 +130,12 @@ static void print_result(struct bench *b)
         printf(" stomp_errors=%llu", (unsigned long long)b->stomp_errors);
     if (b->first_close_code)
         printf(" close_code=%d", b->first_close_code);
+    if (o->mode != M_IDLE && b->msgs)
+        printf(" wire_bytes_in=%llu wire_bytes_per_msg=%.1f", (unsigned long long)b->bytes_in,
+               (double)b->bytes_in / (double)b->msgs);
+    if (o->deflate)
+        printf(" deflate_conns=%d inflated=%llu inflate_hits=%llu", b->deflate_conns,
+               (unsigned long long)b->inflated, (unsigned long long)b->inflate_hits);
     if (b->text_msgs)
         printf(" text_msgs=%llu", (unsigned long long)b->text_msgs);
     printf("\n");
@@ -317,6 +330,19 @@ static void stomp_ws_message(struct bench *b, struct conn *c, const struct frame
 void on_frame(struct bench *b, struct conn *c, const struct frame *f)
 {
     uint64_t ts, seq;
+    struct frame plain;
+    if (f->rsv1 && (f->opcode == 0x1 || f->opcode == 0x2)) {
+        plain = *f;
+        size_t n;
+        if (!f->fin || f->masked || deflate_inflate(b, f->payload, f->len, &plain.payload, &n) < 0) {
+            note_error(b, "inflate", EINVAL);
+            conn_close(b, c);
+            return;
+        }
+        plain.len = n;
+        plain.rsv1 = 0;
+        f = &plain;
+    }
     switch (f->opcode) {
     case 0x8:                          /* close: remember why, then drop it */
         if (f->len >= 2 && !b->first_close_code) {
@@ -529,7 +555,9 @@ static void usage(void)
             "  --hups N --hup-every SEC  echo: 2N slices, N of them start with a SIGHUP to\n"
             "     the server; quiet and reload slices are measured apart (replaces -d)\n"
             "  --src-ips N  bind to 127.0.0.2..  --max-pending N  concurrent connects (256)\n"
-            "  --server-pid PID  also report that process's CPU use while measuring\n");
+            "  --server-pid PID  also report that process's CPU use while measuring\n"
+            "  --deflate  offer permessage-deflate (no context takeover either way)\n"
+            "  --json  payloads are JSON order events after the 16-byte stamp\n");
     exit(2);
 }
 
@@ -552,7 +580,8 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"src-ips", 1, 0, 'I'},   {"max-pending", 1, 0, 'M'}, {"server-pid", 1, 0, 'X'},
         {"stomp", 0, 0, 't'},     {"tcp", 0, 0, 'T'},         {"dest", 1, 0, 'D'},
         {"sub-dest", 1, 0, 'U'},  {"producers", 1, 0, 'R'},   {"hups", 1, 0, 'h'},
-        {"hup-every", 1, 0, 'e'}, {"drain", 1, 0, 'r'},       {0, 0, 0, 0}};
+        {"hup-every", 1, 0, 'e'}, {"drain", 1, 0, 'r'},       {"deflate", 0, 0, 'z'},
+        {"json", 0, 0, 'j'},      {0, 0, 0, 0}};
     *o = (struct opts){.host = "127.0.0.1", .path = "/echo", .sub_path = "/sub",
                        .pub_path = "/pub", .conns = 100, .inflight = 4, .size = 64,
                        .window = 64, .max_pending = 256, .duration = 3, .warmup = 1,
@@ -581,6 +610,8 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         case 'h': o->hups = atoi(optarg); break;
         case 'e': o->hup_every = atof(optarg); break;
         case 'r': o->drain = atof(optarg); break;
+        case 'z': o->deflate = 1; break;
+        case 'j': o->json = 1; break;
         case 'c': o->conns = atoi(optarg); break;
         case 'k': o->inflight = atoi(optarg); break;
         case 's': o->size = atoi(optarg); break;
@@ -626,6 +657,8 @@ int main(int argc, char **argv)
         return 1;
     memset(b->payload, 'x', (size_t)b->o.size);
     b->rng = mono_ns() | 1;
+    if (b->o.json)
+        json_fill(b, b->payload + PAYLOAD_MIN, (size_t)b->o.size - PAYLOAD_MIN);
     if (b->o.mode == M_FANOUT)
         b->pub = &b->c[b->o.conns];
 

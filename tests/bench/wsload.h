@@ -18,6 +18,7 @@
 
 struct frame {
     uint8_t fin, opcode, masked, mask[4];
+    uint8_t rsv1;                     /* permessage-deflate: a compressed message */
     const uint8_t *payload;
     uint64_t len;
 };

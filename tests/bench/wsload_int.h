@@ -37,6 +37,7 @@ struct conn {
     ev_io io;                         /* first: the watcher pointer is the conn */
     int fd, events;
     uint8_t state, role, got_any, frag_open;
+    uint8_t deflate;                  /* permessage-deflate was negotiated */
     uint32_t inflight;                /* sent and not yet back (echo, producers) */
     uint64_t sent, recvd;             /* messages, over the whole run (echo, producers) */
     uint64_t frag_ts, frag_seq;       /* from the first frame of a fragmented message */
@@ -50,6 +51,8 @@ struct opts {
     enum mode mode;
     enum transport transport;
     int stomp;                        /* messages are STOMP frames */
+    int deflate;                      /* offer permessage-deflate (wsload_deflate.c) */
+    int json;                         /* payloads are JSON text after the stamp */
     const char *host, *path, *sub_path, *pub_path, *dest, *sub_dest;
     int port, conns, inflight, size, window, src_ips, max_pending, server_pid;
     int producers, hups;
@@ -85,6 +88,11 @@ struct bench {
     /* STOMP */
     uint64_t stomp_errors, redelivered, acks;
     char first_stomp_error[160];
+    /* permessage-deflate: compressed messages inflated (and found identical to the last
+     * one), connections that negotiated it, bytes read while measuring */
+    struct zstate *z;
+    uint64_t inflated, inflate_hits, bytes_in;
+    int deflate_conns;
     ev_timer tick;
     ev_prepare pub_prep;
     ev_signal sigint, sigterm;
@@ -107,6 +115,14 @@ void on_message(struct bench *b, struct conn *c, uint64_t ts, uint64_t seq);
 void on_closed(struct bench *b, struct conn *c);
 void all_connected(struct bench *b);
 void send_msg(struct bench *b, struct conn *c, uint64_t seq);
+
+/* wsload_deflate.c */
+extern const char *const deflate_offer;
+int deflate_inflate(struct bench *b, const uint8_t *p, size_t n, const uint8_t **out,
+                    size_t *out_len);
+void deflate_pack(struct bench *b, const uint8_t *p, size_t n, const uint8_t **out,
+                  size_t *out_len);
+void json_fill(struct bench *b, uint8_t *p, size_t n);
 
 /* wsload_stomp.c */
 void stomp_open(struct bench *b, struct conn *c);

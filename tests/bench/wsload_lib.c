@@ -90,6 +90,7 @@ long ws_parse(const uint8_t *p, size_t n, struct frame *f)
     size_t hl = 2;
     uint64_t len = p[1] & 0x7f;
     f->fin = p[0] >> 7;
+    f->rsv1 = (p[0] >> 6) & 1;
     f->opcode = p[0] & 0x0f;
     f->masked = p[1] >> 7;
     if (len == 126) {
@@ -120,7 +121,7 @@ long ws_parse(const uint8_t *p, size_t n, struct frame *f)
     return (long)(hl + len);
 }
 
-/* Writes a masked frame of opcode op carrying src[0..len) to dst; returns its length. */
+/* (op may carry 0x40, RSV1: a compressed message.) Writes a masked frame of opcode op carrying src[0..len) to dst; returns its length. */
 size_t ws_frame(uint8_t *dst, int op, const uint8_t *src, size_t len, uint32_t key)
 {
     size_t hl = 2;

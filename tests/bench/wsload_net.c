@@ -160,6 +160,10 @@ static long parse_handshake(struct bench *b, struct conn *c, const uint8_t *p, s
                      (const char *)p);
         return -1;
     }
+    if (memmem(p, hl, "permessage-deflate", 18)) {
+        c->deflate = 1;
+        b->deflate_conns++;
+    }
     conn_opened(b, c);
     return (long)hl;
 }
@@ -207,6 +211,8 @@ static void conn_read(struct bench *b, struct conn *c)
             return;
         }
         b->now_ns = mono_ns();
+        if (b->phase == P_MEASURE)
+            b->bytes_in += (uint64_t)r;
         size_t total = have + (size_t)r;
         long used = consume(b, c, b->rbuf, total);
         if (used < 0) {
@@ -257,9 +263,10 @@ static void send_handshake(struct bench *b, struct conn *c)
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
-                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     "Sec-WebSocket-Version: 13\r\n%s%s\r\n",
                      path, b->o.host, b->o.port,
-                     b->o.stomp ? "Sec-WebSocket-Protocol: v12.stomp\r\n" : "");
+                     b->o.stomp ? "Sec-WebSocket-Protocol: v12.stomp\r\n" : "",
+                     b->o.deflate ? deflate_offer : "");
     c->state = S_HANDSHAKE;
     conn_want(b, c, EV_READ);
     conn_send(b, c, (const uint8_t *)req, (size_t)n);
