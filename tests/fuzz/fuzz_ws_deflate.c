@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws_deflate.h"
+#include "ws/ws_deflate.h"
 
 #define CHECK(c)                                                             \
   do {                                                                       \

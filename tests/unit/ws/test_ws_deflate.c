@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "ws_deflate.h"
+#include "ws/ws_deflate.h"
 
 /* Negotiates one header value; returns the response line ("" when declined). */
 static const char *answer(const char *value, int takeover, rt_ws_deflate_params *p) {
