@@ -54,7 +54,7 @@ static const rt_stomp_transport ws_transport = {.name = "websocket", .send = ws_
                                                 .wire = ws_wire, .send_wire = rt_ws_send_frame};
 static const rt_stomp_transport ws_deflate_transport = {
     .name = "websocket", .send = ws_send, .close = ws_close, .wire = ws_wire_deflate,
-    .send_wire = rt_ws_send_frame};
+    .send_wire = rt_ws_send_deflated_frame};
 /* A connection with its own compression context takes no shared frames at all. */
 static const rt_stomp_transport ws_own_transport = {.name = "websocket", .send = ws_send,
                                                     .close = ws_close};

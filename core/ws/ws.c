@@ -33,11 +33,12 @@ typedef struct rt_ws {
   int in_recv;        /* wslay_event_recv is on the stack */
   int dead;           /* the connection closed while in_recv: free after it returns */
   int close_started;  /* we sent a close frame */
+  rt_ws_zconn z;      /* permessage-deflate, if negotiated (here: a fan-out delivery reads
+                         this cache line anyway) */
   double close_at;    /* when, for the handshake timeout */
   int pinged;         /* a keepalive ping is out and unanswered */
   int close_code;     /* what the peer sent, for the app */
   rt_ws_sink sink;    /* when set, messages go here instead of the app */
-  rt_ws_zconn z;      /* permessage-deflate, if negotiated */
   /* wslay runs without buffering data messages (it still checks sizes, UTF-8 and the
    * fragmentation rules, and buffers control frames): we gather a message's payload
    * here, in a buffer reused from one message to the next, instead of wslay's
@@ -500,8 +501,13 @@ int rt_ws_send_frame(rt_conn *c, rt_chunk *frame) {
   rt_ws *w = c->pstate;
   if (w->close_started) return -1;
   c->srv->metrics.msgs_out++;
-  if (frame->data[0] & 0x40) c->srv->metrics.ws_compressed_out++;  /* RSV1 */
   return rt_conn_write_chunk(c, frame);
+}
+
+int rt_ws_send_deflated_frame(rt_conn *c, rt_chunk *frame) {
+  int rc = rt_ws_send_frame(c, frame);
+  if (rc == 0 && (frame->data[0] & 0x40)) c->srv->metrics.ws_compressed_out++;  /* RSV1 */
+  return rc;
 }
 
 /* Queues a message compressed for this connection. */
@@ -525,7 +531,7 @@ int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len) {
     return rc;
   }
   if (c->proto != &ws_proto || c->closing) return -1;
-  if (rt_ws_z_mode(c->srv, &((rt_ws *)c->pstate)->z, len) != RT_WS_Z_PLAIN) {
+  if (rt_ws_z_mode(&((rt_ws *)c->pstate)->z, len, c->srv->cfg.ws_deflate_min) != RT_WS_Z_PLAIN) {
     rt_ws_part part = {data, len};
     return send_deflated(c, opcode, &part, 1);
   }
@@ -553,7 +559,7 @@ int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
   if (w->close_started) return -1;
   size_t total = 0;
   for (int i = 0; i < n; i++) total += chunks[i]->len;
-  if (rt_ws_z_mode(c->srv, &w->z, total) != RT_WS_Z_PLAIN) {
+  if (rt_ws_z_mode(&w->z, total, c->srv->cfg.ws_deflate_min) != RT_WS_Z_PLAIN) {
     rt_ws_part parts[8];
     if (n > 8) return -1;
     for (int i = 0; i < n; i++) parts[i] = (rt_ws_part){chunks[i]->data, chunks[i]->len};
@@ -570,27 +576,44 @@ int rt_ws_send_chunks(rt_conn *c, int opcode, rt_chunk *const *chunks, int n) {
   return rc;
 }
 
-int rt_ws_send_shared(rt_conn *c, int opcode, rt_chunk *payload, rt_chunk **plain,
-                      rt_chunk **deflated) {
-  if (c->proto != &ws_proto || c->closing) return -1;
+static __attribute__((noinline)) int send_shared_plain(rt_conn *c, int opcode, rt_chunk *payload,
+                                                       rt_chunk **plain) {
+  if (!*plain && !(*plain = rt_ws_frame_build(opcode, payload->data, payload->len))) return -1;
+  return rt_ws_send_frame(c, *plain);
+}
+
+/* Out of line: the delivery to a connection without compression stays as short as it was. */
+static __attribute__((noinline)) int send_shared_deflate(rt_conn *c, int opcode, rt_chunk *payload,
+                                                         rt_chunk **plain, rt_chunk **deflated) {
   rt_ws *w = c->pstate;
   rt_ws_part part = {payload->data, payload->len};
-  switch (rt_ws_z_mode(c->srv, &w->z, payload->len)) {
+  switch (rt_ws_z_mode(&w->z, payload->len, c->srv->cfg.ws_deflate_min)) {
     case RT_WS_Z_OWN:
+      if (c->closing) return -1;
       return send_deflated(c, opcode, &part, 1);
     case RT_WS_Z_SHARED:
       if (!*deflated && !(*deflated = rt_ws_z_shared_frame(c->srv, opcode, &part, 1))) return -1;
-      return rt_ws_send_frame(c, *deflated);
+      return rt_ws_send_deflated_frame(c, *deflated);
     default:
-      if (!*plain && !(*plain = rt_ws_frame_build(opcode, payload->data, payload->len))) return -1;
-      return rt_ws_send_frame(c, *plain);
+      return send_shared_plain(c, opcode, payload, plain);
   }
+}
+
+int rt_ws_send_shared(rt_conn *c, int opcode, rt_chunk *payload, rt_chunk **plain,
+                      rt_chunk **deflated) {
+  /* Once per subscriber per publish: the common case (no compression, the frame built by
+   * an earlier subscriber) is a jump to rt_ws_send_frame; the rest is out of line. */
+  if (c->proto != &ws_proto) return -1;
+  if (__builtin_expect(((const rt_ws *)c->pstate)->z.p.on, 0))
+    return send_shared_deflate(c, opcode, payload, plain, deflated);
+  if (__builtin_expect(!*plain, 0)) return send_shared_plain(c, opcode, payload, plain);
+  return rt_ws_send_frame(c, *plain);
 }
 
 int rt_ws_deflate_kind(const rt_conn *c) {
   if (c->proto != &ws_proto) return RT_WS_Z_PLAIN;
   const rt_ws *w = c->pstate;
-  return rt_ws_z_mode(c->srv, &w->z, (size_t)-1);
+  return rt_ws_z_mode(&w->z, (size_t)-1, 0);
 }
 
 void rt_ws_set_sink(rt_conn *c, const rt_ws_sink *sink) {

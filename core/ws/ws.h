@@ -33,6 +33,9 @@ int rt_ws_is_ws(const rt_conn *c);
 int rt_ws_send(rt_conn *c, int opcode, const void *data, size_t len);
 /* Queues a frame built once (rt_ws_frame_build) and shared by many connections. */
 int rt_ws_send_frame(rt_conn *c, rt_chunk *frame);
+/* The same for a frame that may be compressed (RSV1; rt_ws_z_shared_frame's): those are
+ * counted in the metrics. */
+int rt_ws_send_deflated_frame(rt_conn *c, rt_chunk *frame);
 /* Queues a message many connections receive (a publish). Its frames are built on first
  * need and kept in *plain and *deflated (the context-free compressed frame) for the next
  * connection; a connection with its own compression context gets its own frame. */

@@ -60,12 +60,6 @@ void rt_ws_z_release(rt_server *srv, rt_ws_zconn *zc) {
   memset(zc, 0, sizeof *zc);
 }
 
-int rt_ws_z_mode(const rt_server *srv, const rt_ws_zconn *zc, size_t len) {
-  if (!zc->p.on || len < srv->cfg.ws_deflate_min) return RT_WS_Z_PLAIN;
-  if (zc->p.server_no_takeover && zc->p.server_bits == RT_WS_DEFLATE_BITS) return RT_WS_Z_SHARED;
-  return RT_WS_Z_OWN;
-}
-
 static rt_ws_zown *own_of(rt_ws_zconn *zc) {
   if (!zc->own) zc->own = calloc(1, sizeof *zc->own);
   return zc->own;

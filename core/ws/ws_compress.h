@@ -32,7 +32,12 @@ int rt_ws_z_negotiate(rt_server *srv, const rt_http_req *req, int allowed, rt_ws
                       char *line, size_t linelen);
 /* The connection is going: its streams are freed and its share of the budget returned. */
 void rt_ws_z_release(rt_server *srv, rt_ws_zconn *zc);
-int rt_ws_z_mode(const rt_server *srv, const rt_ws_zconn *zc, size_t len);
+/* Inline: every fan-out delivery asks. min: the server's --ws-deflate-min. */
+static inline int rt_ws_z_mode(const rt_ws_zconn *zc, size_t len, size_t min) {
+  if (!zc->p.on || len < min) return RT_WS_Z_PLAIN;
+  if (zc->p.server_no_takeover && zc->p.server_bits == RT_WS_DEFLATE_BITS) return RT_WS_Z_SHARED;
+  return RT_WS_Z_OWN;
+}
 /* A compressed frame for this connection (its window, its context). NULL: out of memory. */
 rt_chunk *rt_ws_z_frame(rt_server *srv, rt_ws_zconn *zc, int opcode, const rt_ws_part *parts, int n);
 /* The frame every RT_WS_Z_SHARED connection can take. */
