@@ -10,7 +10,7 @@ CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
 
-PKGS     := luajit libprotobuf-c libnghttp2 zlib libcrypto
+PKGS     := luajit libprotobuf-c libnghttp2 zlib libcrypto hiredis
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lm -ldl -lpthread
 
@@ -154,6 +154,7 @@ asan:
 bench: all
 	@tests/bench/run.sh $(BUILD)
 	@tests/bench/sockjs_run.sh $(BUILD)
+	@tests/bench/cluster_run.sh $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

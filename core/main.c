@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "rtserver.h"
+#include "net/workers.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -43,6 +45,13 @@ static void usage(FILE *f) {
       "      --metrics PATH      serve Prometheus metrics at this HTTP path (off by default)\n"
       "      --drain SEC         on SIGTERM/SIGINT, time in-flight work gets to finish\n"
       "                          (default 10)\n"
+      "      --engine URL        share topics with other rtserver nodes through Redis\n"
+      "                          pub/sub: redis://HOST[:PORT][/DB]; repeat it (or give a\n"
+      "                          comma-separated list) for several Redis instances: each\n"
+      "                          name goes to one of them by its hash\n"
+      "      --workers N|auto    run N worker processes (auto: one per core) behind the same\n"
+      "                          port(s), under one supervisor; topics are shared by all\n"
+      "                          (through --engine if given, else through the supervisor)\n"
       "      --lua-dir DIR       where rt.lua lives (default: next to the binary, then\n"
           "                          the install prefix)\n"
           "  -V, --version           print the version and exit\n"
@@ -101,7 +110,7 @@ static int parse_number(const char *flag, const char *s, double min, double max,
 
 int main(int argc, char **argv) {
   enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN, O_HISTBYTES,
-         O_DEFLATE, O_DEFLATE_MIN, O_DEFLATE_TAKEOVER };
+         O_DEFLATE, O_DEFLATE_MIN, O_DEFLATE_TAKEOVER, O_ENGINE, O_WORKERS };
   static const struct option opts[] = {
       {"listen", required_argument, 0, 'l'},     {"port", required_argument, 0, 'p'},
       {"log-level", required_argument, 0, O_LOG_LEVEL}, {"log-json", no_argument, 0, O_LOG_JSON},
@@ -114,12 +123,16 @@ int main(int argc, char **argv) {
       {"ws-deflate", required_argument, 0, O_DEFLATE},
       {"ws-deflate-min", required_argument, 0, O_DEFLATE_MIN},
       {"ws-deflate-takeover", required_argument, 0, O_DEFLATE_TAKEOVER},
+      {"engine", required_argument, 0, O_ENGINE}, {"workers", required_argument, 0, O_WORKERS},
       {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
   rt_config cfg;
   rt_config_init(&cfg);
   const char *listen_addrs[16];
   int nlisten = 0;
   double port = 8080, v;
+  char *engine = NULL;
+  int workers = 0, worker_index = -1, worker_port = 0;
+  int is_worker = rt_worker_env(&worker_index, &worker_port);
   int ch;
   opterr = 0;
   while ((ch = getopt_long(argc, argv, "l:p:Vh", opts, NULL)) != -1) {
@@ -189,6 +202,27 @@ int main(int argc, char **argv) {
         if (parse_number("--ws-deflate-takeover", optarg, 0, 1e12, &v) < 0) return 2;
         cfg.ws_deflate_takeover = (size_t)v;
         break;
+      case O_ENGINE: {
+        /* Repeated flags join into one comma-separated list. */
+        size_t n = engine ? strlen(engine) + 1 : 0;
+        char *more = realloc(engine, n + strlen(optarg) + 1);
+        if (!more) return 1;
+        if (n) more[n - 1] = ',';
+        strcpy(more + n, optarg);
+        engine = more;
+        cfg.engine = engine;
+        break;
+      }
+      case O_WORKERS:
+        if (strcmp(optarg, "auto") == 0) {
+          long n = sysconf(_SC_NPROCESSORS_ONLN);
+          workers = n > 0 ? (int)n : 1;
+        } else if (parse_number("--workers", optarg, 1, RT_WORKERS_MAX, &v) < 0) {
+          return 2;
+        } else {
+          workers = (int)v;
+        }
+        break;
       case 'V': printf("rtserver %s\n", RT_VERSION); return 0;
       case 'h': usage(stdout); return 0;
       default:
@@ -205,6 +239,19 @@ int main(int argc, char **argv) {
   }
   if (nlisten == 0) listen_addrs[nlisten++] = "127.0.0.1";
 
+  if (workers > 0 && !is_worker) {
+    rt_supervisor_opts so = {.workers = workers, .argv = argv, .hosts = listen_addrs,
+                             .nhosts = nlisten, .port = (int)port,
+                             .drain_timeout = cfg.drain_timeout, .log_json = cfg.log_json};
+    int rc = rt_supervise(&so);
+    free(engine);
+    return rc;
+  }
+  if (is_worker) {
+    port = worker_port;  /* the supervisor's choice when --port is 0 */
+    cfg.reuse_port = 1;
+  }
+
   /* Every connection is a file descriptor: take all the kernel allows us. */
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -220,6 +267,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rtserver: %s\n", err);
     return 1;
   }
+  if (is_worker && rt_worker_attach(srv, err, sizeof err) < 0) {
+    fprintf(stderr, "rtserver: %s\n", err);
+    rt_server_free(srv);
+    return 1;
+  }
   if (rt_server_load_app(srv, argv[optind], err, sizeof err) < 0) {
     fprintf(stderr, "rtserver: %s\n", err);
     rt_server_free(srv);
@@ -233,9 +285,15 @@ int main(int argc, char **argv) {
     }
   for (int i = 0; i < nlisten; i++) {
     int v6 = strchr(listen_addrs[i], ':') != NULL;
-    fprintf(stderr, "rtserver listening on http://%s%s%s:%d/\n", v6 ? "[" : "", listen_addrs[i],
-            v6 ? "]" : "", rt_server_port(srv));
+    /* A worker's line differs: the supervisor says "listening" once all are. */
+    if (is_worker)
+      fprintf(stderr, "rtserver worker %d (pid %d) serving http://%s%s%s:%d/\n", worker_index,
+              (int)getpid(), v6 ? "[" : "", listen_addrs[i], v6 ? "]" : "", rt_server_port(srv));
+    else
+      fprintf(stderr, "rtserver listening on http://%s%s%s:%d/\n", v6 ? "[" : "", listen_addrs[i],
+              v6 ? "]" : "", rt_server_port(srv));
   }
+  if (is_worker) rt_worker_ready(srv);
 
   cli c = {.srv = srv};
   ev_timer_init(&c.drain, on_drain_tick, 0.02, 0.05);
@@ -255,5 +313,6 @@ int main(int argc, char **argv) {
 
   ev_run(loop, 0);
   rt_server_free(srv);
+  free(engine);
   return 0;
 }

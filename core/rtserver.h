@@ -54,6 +54,10 @@ typedef struct rt_config {
   int watch;                    /* reload when the app's files change */
   double drain_timeout;         /* seconds in-flight work gets after rt_server_stop */
   size_t history_max_bytes;     /* all topic histories together (rt.history); 0 = 64 MiB */
+  /* Share topics with other rtserver processes: "redis://host:port[/db]", several
+   * separated by commas (each name goes to one of them by its hash). NULL = alone. */
+  const char *engine;
+  int reuse_port;               /* listen with SO_REUSEPORT: processes share a port (--workers) */
 } rt_config;
 
 void rt_config_init(rt_config *cfg);
@@ -66,7 +70,8 @@ int rt_server_load_app(rt_server *srv, const char *script, char *err, size_t err
 int rt_server_listen(rt_server *srv, const char *host, int port, char *err, size_t errlen);
 int rt_server_port(const rt_server *srv);
 /* Publishes a text message to a topic, exactly as a script's topic:publish() would.
- * Returns the number of deliveries. */
+ * Returns the number of local deliveries; -1 when out of memory, -2 when the engine could
+ * not pass it on to the other processes (the local subscribers got it). */
 long rt_server_publish(rt_server *srv, const char *topic, const void *data, size_t len);
 /* Makes fn callable from scripts as rt.c.<name>(...). */
 int rt_server_register_function(rt_server *srv, const char *name,

@@ -177,6 +177,11 @@ static int l_configure(lua_State *L) {
     rt_stomp_server **ud = lua_newuserdata(L, sizeof *ud);
     *ud = ss = rt_stomp_server_new(srv, &cfg, &hooks);
     if (!ss) return luaL_error(L, "rt.stomp: out of memory");
+    /* Said once, at start: queues need one owner, which several processes do not have. */
+    if (cfg.nqueues > 0 && (srv->engine || srv->worker))
+      rt_warn(&srv->log, "STOMP queue destinations (%s...) stay in this %s: they are not shared "
+              "with the other %s (topics and /user destinations are)", cfg.queues[0],
+              srv->worker ? "worker" : "node", srv->worker ? "workers and nodes" : "nodes");
     luaL_newmetatable(L, STOMP_MT);
     lua_pushcfunction(L, l_gc);
     lua_setfield(L, -2, "__gc");
@@ -312,11 +317,14 @@ static void read_msg(lua_State *L, int idx, out_msg *m) {
   if (!(m->body = rt_chunk_copy(body, len))) luaL_error(L, "out of memory");
 }
 
+/* deliveries | nil, err [, "engine" when only the engine failed: local subscribers got it] */
 static int publish_result(lua_State *L, long n, const char *err) {
   if (n < 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);
-    return 2;
+    if (n != RT_BROKER_ENGINE_FAILED) return 2;
+    lua_pushliteral(L, "engine");
+    return 3;
   }
   lua_pushinteger(L, n);
   return 1;

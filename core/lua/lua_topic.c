@@ -47,7 +47,9 @@ static int l_unsubscribe(lua_State *L) {
   return 1;
 }
 
-/* core.topic_publish(name, data, binary) -> deliveries [, offset when the topic keeps history] */
+/* core.topic_publish(name, data, binary) -> deliveries [, offset when the topic keeps
+ * history] | nil, err (the engine refused it: local subscribers got it, the other
+ * processes did not) */
 static int l_publish(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   size_t len;
@@ -58,6 +60,11 @@ static int l_publish(lua_State *L) {
   long n = rt_broker_publish(srv->broker, &m);
   rt_chunk_unref(m.body);
   rt_msg_release(&m);
+  if (m.engine_error) {
+    lua_pushnil(L);
+    lua_pushstring(L, m.engine_error);
+    return 2;
+  }
   lua_pushinteger(L, n);
   if (!m.offset) return 1;
   lua_pushnumber(L, (lua_Number)m.offset);

@@ -1,9 +1,11 @@
 #include "broker.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/map.h"
+#include "engine_msg.h"
 #include "history.h"
 #include "presence.h"
 #include "server_int.h"
@@ -23,6 +25,10 @@ struct rt_broker {
   rt_map patterns;    /* few in practice: every publish tries each */
   rt_history *history;
   rt_presence *presence;
+  rt_engine *engine;  /* NULL: this process alone */
+  rt_buf engine_out;  /* the encoding of the message being published, reused */
+  rt_buf engine_in;   /* strings of the message being received, reused */
+  char engine_err[256];
 };
 
 rt_broker *rt_broker_new(rt_server *srv) {
@@ -57,6 +63,7 @@ static void topic_free(rt_topic *t) {
 
 static void topic_maybe_drop(rt_broker *b, rt_topic *t) {
   if (t->head || t->publishing) return;
+  if (b->engine) b->engine->ops->unwatch(b->engine, t->name, t->pattern);
   rt_map_remove(t->pattern ? &b->patterns : &b->topics, t->name);
   topic_free(t);
 }
@@ -82,6 +89,8 @@ void rt_broker_free(rt_broker *b) {
   free_topics(&b->patterns);
   rt_history_free(b->history);
   rt_presence_free(b->presence);
+  rt_buf_free(&b->engine_out);
+  rt_buf_free(&b->engine_in);
   free(b);
 }
 
@@ -98,6 +107,7 @@ static rt_sub *subscribe(rt_broker *b, rt_map *map, int pattern, const char *des
       free(t);
       return NULL;
     }
+    if (b->engine) b->engine->ops->watch(b->engine, t->name, pattern);
   }
   rt_sub *s = calloc(1, sizeof *s);
   if (!s) {
@@ -235,21 +245,25 @@ static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
   return n;
 }
 
-long rt_broker_publish(rt_broker *b, rt_msg *m) {
+/* Does the pattern topic t take a message that came through engine glob? */
+static int glob_is(const rt_topic *t, const char *glob) {
+  char g[2 * RT_BROKER_MAX_NAME + 2];
+  return rt_engine_glob(t->name, g, sizeof g) >= 0 && strcmp(g, glob) == 0;
+}
+
+static long deliver_local(rt_broker *b, rt_msg *m, rt_engine_scope scope, const char *glob) {
   long n = 0;
-  /* Kept before any delivery, so that every receiver sees the message's offset. */
-  if (rt_history_keep(b->history, m) < 0)
-    rt_warn(&b->srv->log, "%s: out of memory keeping history", m->destination);
-  rt_topic *t = rt_map_get(&b->topics, m->destination);
+  rt_topic *t = scope == RT_ENGINE_PATTERN ? NULL : rt_map_get(&b->topics, m->destination);
   /* Matching patterns are collected (and pinned) before any delivery: a delivery may
    * close connections, which removes topics from the map we would be walking. */
   rt_topic *fixed[16], **hits = fixed;
   size_t nhits = 0, cap = 16;
-  if (b->patterns.count) {
+  if (b->patterns.count && scope != RT_ENGINE_EXACT) {
     const char *k;
     void *v;
     for (size_t i = 0; rt_map_next(&b->patterns, &i, &k, &v);) {
       if (!rt_broker_pattern_match(k, m->destination)) continue;
+      if (scope == RT_ENGINE_PATTERN && !glob_is(v, glob)) continue;
       if (nhits == cap) {
         rt_topic **bigger = malloc(cap * 2 * sizeof *bigger);
         if (!bigger) break;
@@ -292,6 +306,79 @@ int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since)
   return ok;
 }
 
+/* Encodes m once and hands it to the engine; a refusal is counted and said in m. */
+static void engine_forward(rt_broker *b, rt_msg *m) {
+  rt_engine *e = b->engine;
+  rt_engine_msg em = {.origin = e->node_id, .binary = m->binary, .name = m->destination,
+                      .stomp_destination = m->stomp_destination, .content_type = m->content_type,
+                      .body = m->body->data, .body_len = m->body->len};
+  for (size_t i = 0; i < m->nheaders && i < RT_ENGINE_MAX_HEADERS; i++)
+    em.headers[em.nheaders++] = m->headers[i];
+  b->engine_out.len = b->engine_out.off = 0;
+  int rc;
+  if (rt_engine_msg_encode(&b->engine_out, &em) < 0) {
+    snprintf(b->engine_err, sizeof b->engine_err, "the message cannot cross the engine "
+             "(out of memory, or a name or header over its limit)");
+    rc = -1;
+  } else {
+    rc = e->ops->publish(e, m->destination, rt_buf_start(&b->engine_out), b->engine_out.len,
+                         b->engine_err, sizeof b->engine_err);
+  }
+  if (rc < 0) {
+    m->engine_error = b->engine_err;
+    b->srv->metrics.engine_publish_failures++;
+  } else {
+    b->srv->metrics.engine_published++;
+  }
+}
+
+/* Kept before any delivery, so that every receiver sees the message's offset. */
+static void keep_history(rt_broker *b, rt_msg *m) {
+  if (rt_history_keep(b->history, m) < 0)
+    rt_warn(&b->srv->log, "%s: out of memory keeping history", m->destination);
+}
+
+long rt_broker_publish(rt_broker *b, rt_msg *m) {
+  m->engine_error = NULL;
+  keep_history(b, m);
+  long n = deliver_local(b, m, RT_ENGINE_ALL, NULL);
+  if (b->engine) engine_forward(b, m);
+  return n;
+}
+
+void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_engine_scope scope,
+                           const char *glob) {
+  rt_engine_msg em;
+  char err[160];
+  if (rt_engine_msg_decode(data, len, &em, &b->engine_in, err, sizeof err) < 0) {
+    b->srv->metrics.engine_bad_messages++;
+    rt_warn(&b->srv->log, "engine: dropped a message: %s", err);
+    return;
+  }
+  if (!b->engine || em.origin == b->engine->node_id) return;  /* delivered when published */
+  b->srv->metrics.engine_received++;
+  rt_msg m = {.destination = em.name, .binary = em.binary, .stomp_destination = em.stomp_destination,
+              .content_type = em.content_type, .headers = em.headers, .nheaders = em.nheaders};
+  if (!(m.body = rt_chunk_copy(em.body, em.body_len))) return;
+  /* This node's history keeps what it receives too (its own offsets), once: a message that
+   * also came through a pattern's glob is not kept again. */
+  if (scope != RT_ENGINE_PATTERN) keep_history(b, &m);
+  deliver_local(b, &m, scope, glob);
+  rt_chunk_unref(m.body);
+  rt_msg_release(&m);
+}
+
+void rt_broker_set_engine(rt_broker *b, rt_engine *e) {
+  b->engine = e;
+  if (!e) return;
+  const char *k;
+  void *v;
+  for (size_t i = 0; rt_map_next(&b->topics, &i, &k, &v);) e->ops->watch(e, k, 0);
+  for (size_t i = 0; rt_map_next(&b->patterns, &i, &k, &v);) e->ops->watch(e, k, 1);
+}
+
+const char *rt_broker_engine_error(const rt_broker *b) { return b->engine_err; }
+
 void rt_msg_release(rt_msg *m) {
   if (m->ws_frame) rt_chunk_unref(m->ws_frame);
   if (m->ws_deflated) rt_chunk_unref(m->ws_deflated);
@@ -320,6 +407,7 @@ long rt_broker_publish_data(rt_broker *b, const char *dest, const void *data, si
   m.body = rt_chunk_copy(data, len);
   if (!m.body) return -1;
   long n = rt_broker_publish(b, &m);
+  if (m.engine_error) n = RT_BROKER_ENGINE_FAILED;
   rt_chunk_unref(m.body);
   rt_msg_release(&m);
   return n;

@@ -3,7 +3,9 @@
  * A message is built once (rt_msg: the body chunk, and lazily the WebSocket frame of it)
  * and handed to every subscriber's deliver function, which queues shared chunks on its
  * connection. The interface is narrow (subscribe, unsubscribe, publish, deliveries
- * coming back) so that a backplane (Redis pub/sub) can sit behind it later.
+ * coming back) so that an engine (engine.h: Redis pub/sub, the supervisor's sockets) sits
+ * behind it: the broker tells it which names have local subscribers, hands it every local
+ * publish, and fans out what it brings back from the other processes.
  *
  * Raw WebSocket and STOMP subscribers of the same name sit on the same topic, so one
  * publish reaches both. A subscription may also be a pattern (rt_broker_subscribe_pattern):
@@ -17,6 +19,7 @@
 
 #include "base/buf.h"
 #include "base/header.h"
+#include "engine.h"
 
 typedef struct rt_server rt_server;
 typedef struct rt_conn rt_conn;
@@ -47,6 +50,9 @@ typedef struct rt_msg {
    * subscription id share (stomp_broker.c owns them and says how to free them). */
   void *stomp_wires;
   void (*stomp_wires_free)(void *wires);
+  /* Set by rt_broker_publish when the engine could not take the message (local
+   * subscribers got it; the other processes did not). Valid until the next publish. */
+  const char *engine_error;
 } rt_msg;
 
 typedef void (*rt_deliver_fn)(rt_sub *s, rt_msg *m);
@@ -88,13 +94,23 @@ void rt_broker_unsubscribe(rt_broker *b, rt_sub *s);
 rt_sub *rt_broker_find(rt_broker *b, const char *destination, rt_conn *c, rt_deliver_fn deliver);
 /* Removes every subscription of a closing connection. */
 void rt_broker_drop_conn(rt_broker *b, rt_conn *c);
-/* Delivers to every subscriber; returns how many got it. */
+/* Delivers to every local subscriber and hands the message to the engine, if any; returns
+ * how many local subscribers got it (m->engine_error says whether the engine took it). */
 long rt_broker_publish(rt_broker *b, rt_msg *m);
 /* Delivers to s the kept messages of its topic after offset since (history.h), oldest
  * first, as if they were published now. Returns 1 when that is everything s missed (epoch
  * matches and the history reaches back), 0 when it is not known (then nothing is
  * delivered): another epoch, history gone, no history here, or s is a pattern. */
 int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since);
+/* Puts an engine behind the broker (the broker does not own it; NULL removes it) and
+ * watches every name that already has subscribers. */
+void rt_broker_set_engine(rt_broker *b, rt_engine *e);
+/* A message another process published, as the engine received it: decoded, framed once
+ * and delivered to the local subscribers scope says (glob: the engine pattern it came
+ * through, for RT_ENGINE_PATTERN). Our own echo and malformed input are dropped (the
+ * latter logged). */
+void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_engine_scope scope,
+                           const char *glob);
 /* Drops what deliveries built on m (the WebSocket frame, the STOMP header block). */
 void rt_msg_release(rt_msg *m);
 size_t rt_broker_count(rt_broker *b, const char *destination);
@@ -103,8 +119,12 @@ size_t rt_broker_count(rt_broker *b, const char *destination);
 void rt_broker_each_sub(rt_broker *b, const char *destination,
                         void (*fn)(void *ud, const rt_sub *s), void *ud);
 
-/* Publishes data as a text (or binary) message to destination. */
+/* Publishes data as a text (or binary) message to destination. Returns the local
+ * deliveries, -1 when out of memory, RT_BROKER_ENGINE_FAILED when the engine refused it
+ * (local subscribers got it; rt_broker_engine_error says why). */
+#define RT_BROKER_ENGINE_FAILED (-2)
 long rt_broker_publish_data(rt_broker *b, const char *destination, const void *data, size_t len,
                             int binary);
+const char *rt_broker_engine_error(const rt_broker *b);
 
 #endif

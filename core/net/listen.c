@@ -81,6 +81,8 @@ static rt_listener *listen_one(rt_server *srv, const struct addrinfo *ai, char *
   }
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* --workers: every worker binds the same port and the kernel spreads connections. */
+  if (srv->cfg.reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   /* "::" should not also claim the IPv4 port: we bind 0.0.0.0 separately when asked. */
   if (ai->ai_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {

@@ -8,6 +8,7 @@
 #include "broker.h"
 #include "history.h"
 #include "server_int.h"
+#include "workers.h"
 
 void rt_metrics_add(rt_server *srv, const char *name, const char *labels, double delta) {
   char key[512];
@@ -60,7 +61,9 @@ static void render_labeled(rt_server *srv, rt_buf *out) {
 
 void rt_metrics_render(rt_server *srv, rt_buf *out) {
   static const char *const proto_names[RT_PROTO_COUNT] = {"http1", "websocket", "stomp", "h2"};
-  const rt_metrics *m = &srv->metrics;
+  /* With --workers, every worker's counters summed (labeled ones below stay this worker's). */
+  rt_metrics total;
+  const rt_metrics *m = rt_worker_metrics(srv, &total);
   rt_buf_appendf(out, "# HELP rtserver_connections_open Open connections by protocol.\n"
                       "# TYPE rtserver_connections_open gauge\n");
   for (int i = 0; i < RT_PROTO_COUNT; i++)
@@ -85,6 +88,17 @@ void rt_metrics_render(rt_server *srv, rt_buf *out) {
     rt_buf_appendf(out, "# HELP rtserver_history_bytes What topic histories keep (rt.history).\n"
                         "# TYPE rtserver_history_bytes gauge\nrtserver_history_bytes %zu\n",
                    rt_history_bytes(rt_broker_history(srv->broker)));
+  if (srv->engine) {
+    counter(out, "rtserver_engine_published_total", "Publishes handed to the engine.", m->engine_published);
+    counter(out, "rtserver_engine_publish_failures_total",
+            "Publishes the engine could not take or lost (the other processes missed them).",
+            m->engine_publish_failures);
+    counter(out, "rtserver_engine_received_total", "Messages from other processes.", m->engine_received);
+    counter(out, "rtserver_engine_bad_messages_total", "Malformed messages from the engine, dropped.",
+            m->engine_bad_messages);
+    counter(out, "rtserver_engine_outages_total", "Times a connection to the engine was lost.",
+            m->engine_outages);
+  }
   render_labeled(srv, out);
 }
 

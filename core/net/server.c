@@ -12,6 +12,7 @@
 #include "listen.h"
 #include "metrics.h"
 #include "server_int.h"
+#include "workers.h"
 
 void rt_config_init(rt_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -62,6 +63,13 @@ rt_server *rt_server_new(struct ev_loop *loop, const rt_config *cfg, char *err, 
     snprintf(err, errlen, "out of memory");
     rt_server_free(srv);
     return NULL;
+  }
+  if (srv->cfg.engine) {
+    if (!(srv->engine = rt_engine_redis_new(srv, srv->cfg.engine, err, errlen))) {
+      rt_server_free(srv);
+      return NULL;
+    }
+    rt_broker_set_engine(srv->broker, srv->engine);
   }
   return srv;
 }
@@ -124,6 +132,11 @@ void rt_server_free(rt_server *srv) {
     if (srv->slots[i]) rt_conn_close(srv->slots[i]);
   rt_conn_reap(srv);
   rt_server_set_app(srv, NULL);
+  if (srv->engine) {
+    rt_broker_set_engine(srv->broker, NULL);
+    srv->engine->ops->free(srv->engine);
+  }
+  rt_worker_free(srv);
   rt_broker_free(srv->broker);
   ev_ref(srv->loop);
   ev_prepare_stop(srv->loop, &srv->flush_watcher);

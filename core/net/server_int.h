@@ -22,6 +22,8 @@ typedef struct rt_metrics {
   long lua_errors;
   long reloads, reload_failures;
   long http_requests;
+  long engine_published, engine_publish_failures, engine_received, engine_bad_messages;
+  long engine_outages;
 } rt_metrics;
 
 struct rt_server {
@@ -46,6 +48,8 @@ struct rt_server {
   rt_conn *dead_list;
 
   rt_broker *broker;
+  struct rt_engine *engine;  /* behind the broker when running on several processes */
+  struct rt_worker *worker;  /* this process is one of --workers (net/workers.h) */
   rt_app app;              /* who serves requests: the Lua bridge or a C host */
   /* A connection that opens with the HTTP/2 preface goes here (the layer that serves
    * HTTP/2 streams sets it: gRPC); NULL: HTTP/1.1 answers it as a bad request. */

@@ -134,6 +134,9 @@ rt_sockjs_endpoint *rt_sockjs_endpoint_find(rt_sockjs_server *sj, const char *pr
 /* Answers the HTTP request c is handling, whose path is under ep's prefix (sockjs_http.c):
  * the greeting, /info, the iframe page, the session transports. */
 void rt_sockjs_http(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *req);
+/* With --workers: passes a request of session sid to the worker that holds it
+ * (sockjs_route.c); 1 when it did (c is gone), 0 to serve it here. */
+int rt_sockjs_route(rt_server *srv, rt_conn *c, const rt_http_req *req, const char *sid);
 
 /* ---- sessions (sockjs.c) --------------------------------------------------------------- */
 

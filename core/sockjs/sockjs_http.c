@@ -309,6 +309,8 @@ static void session_path(rt_sockjs_endpoint *ep, rt_conn *c, const rt_http_req *
   if (t < 0) return plain(c, 404, &h, "Not found\n");
   if (!origin_allowed(ep, req)) return plain(c, 403, &h, "Origin not allowed\n");
   if (t == RT_SOCKJS_WEBSOCKET) return websocket(ep, c, req);
+  /* Several workers: the requests of one session meet in the worker that holds it. */
+  if (rt_sockjs_route(ep->sj->srv, c, req, sid)) return;
   int post = t == RT_SOCKJS_XHR || t == RT_SOCKJS_XHR_STREAMING || t == RT_SOCKJS_XHR_SEND ||
              t == RT_SOCKJS_JSONP_SEND;
   if (method_is(req, "OPTIONS") && t != RT_SOCKJS_JSONP_SEND && post) return preflight(c, req, "OPTIONS, POST");

@@ -671,13 +671,18 @@ void rt_stomp_session_drop_subs(rt_stomp_session *s) {
 
 /* ---- publishing -------------------------------------------------------------------- */
 
+/* RT_BROKER_ENGINE_FAILED with err when the engine refused it (local subscribers got it). */
 static long topic_publish(rt_stomp_server *ss, const char *key, const char *display,
                           rt_chunk *body, const char *ctype, const rt_stomp_header *extra,
-                          size_t nextra) {
+                          size_t nextra, char *err, size_t errlen) {
   rt_msg m = {.destination = key, .body = body, .stomp_destination = display,
               .content_type = ctype, .headers = extra, .nheaders = nextra};
   m.binary = !chunk_text(body);
   long n = rt_broker_publish(ss->srv->broker, &m);
+  if (m.engine_error) {
+    snprintf(err, errlen, "%s", m.engine_error);
+    n = RT_BROKER_ENGINE_FAILED;
+  }
   rt_msg_release(&m);
   return n;
 }
@@ -691,7 +696,7 @@ long rt_stomp_publish_user(rt_stomp_server *ss, const char *user, const char *re
     return -1;
   }
   snprintf(display, sizeof display, "%s%s", ss->cfg.user_prefix, rest);
-  return topic_publish(ss, key, display, body, ctype, extra, nextra);
+  return topic_publish(ss, key, display, body, ctype, extra, nextra, err, errlen);
 }
 
 long rt_stomp_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body, const char *ctype,
@@ -703,7 +708,7 @@ long rt_stomp_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body, con
         snprintf(err, errlen, "cannot send to a pattern (%s)", dest);
         return -1;
       }
-      return topic_publish(ss, dest, NULL, body, ctype, extra, nextra);
+      return topic_publish(ss, dest, NULL, body, ctype, extra, nextra, err, errlen);
     case RT_STOMP_DEST_QUEUE:
       return queue_publish(ss, dest, body, ctype, extra, nextra, err, errlen);
     case RT_STOMP_DEST_USER: {
@@ -717,7 +722,7 @@ long rt_stomp_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body, con
       }
       char display[1200];
       snprintf(display, sizeof display, "%s%s", cfg->user_prefix, rest);
-      return topic_publish(ss, dest, display, body, ctype, extra, nextra);
+      return topic_publish(ss, dest, display, body, ctype, extra, nextra, err, errlen);
     }
     case RT_STOMP_DEST_APP:
       snprintf(err, errlen, "%s is an application destination: only clients SEND there", dest);

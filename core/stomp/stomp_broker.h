@@ -26,7 +26,8 @@ int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since);
 void rt_stomp_session_drop_subs(rt_stomp_session *s);
 
 /* Sends body to a topic, queue or user destination. Returns the number of deliveries (a
- * queue: 1 once stored), or -1 with err. */
+ * queue: 1 once stored), or -1 with err; RT_BROKER_ENGINE_FAILED with err when the engine
+ * could not pass a topic message on to the other processes (local subscribers got it). */
 long rt_stomp_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body, const char *ctype,
                       const rt_stomp_header *extra, size_t nextra, char *err, size_t errlen);
 /* To user's sessions subscribed to user_prefix + rest ("/queue/x"). */

@@ -25,6 +25,9 @@
  *   queue   STOMP: --producers P SEND to --dest (default /queue/jobs), -k messages in
  *           flight each; -c M consumers SUBSCRIBE with ack:client-individual and ACK
  *           every MESSAGE. Over WebSocket at --path, or with --tcp over plain TCP.
+ *           --sub-ports P1,P2 spreads the subscribers over several servers (nodes sharing
+ *           topics), the publisher staying on --port; --rate N publishes N messages a
+ *           second (still within the window) for latency at a given load.
  *   idle    open -c N connections to --path, print READY, hold them until SIGINT/SIGTERM.
  * Every mode ends with one "RESULT key=value ..." line on stdout; run.sh parses it.
  */
@@ -236,7 +239,17 @@ static void pub_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     b->now_ns = mono_ns();
     if (outstanding == 0)
         b->last_progress = mono_s();
-    for (; outstanding < (uint64_t)b->o.window; outstanding++) {
+    uint64_t room = (uint64_t)b->o.window;
+    if (b->o.rate > 0) {               /* what the clock allows so far */
+        uint64_t due = (uint64_t)((mono_s() - b->rate_t0) * b->o.rate) + 1;
+        if (due <= b->rate_sent)
+            return;
+        room = outstanding + (due - b->rate_sent);
+        if (room > (uint64_t)b->o.window)
+            room = (uint64_t)b->o.window;
+    }
+    for (; outstanding < room; outstanding++) {
+        b->rate_sent++;
         b->ring[b->next_seq % (uint32_t)b->o.window] = 0;
         send_msg(b, p, b->next_seq++);
         b->published++;
@@ -432,12 +445,25 @@ static void drop_unsynced(struct bench *b)
     b->unsynced += dropped;
 }
 
+/* CPU seconds of every --server-pid process together. */
+static double servers_cpu_s(const struct bench *b)
+{
+    double sum = 0;
+    for (int i = 0; i < b->o.nserver_pids; i++) {
+        double v = proc_cpu_s(b->o.server_pids[i]);
+        if (v < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+
 static void end_measure(struct bench *b, double now)
 {
     if (!b->o.hups)
         b->elapsed = now - b->t_phase;
     if (b->o.server_pid && b->server_cpu0 >= 0)
-        b->server_cpu = proc_cpu_s(b->o.server_pid) - b->server_cpu0;
+        b->server_cpu = servers_cpu_s(b) - b->server_cpu0;
     set_phase(b, b->o.mode == M_FANOUT ? P_DONE : P_DRAIN);
 }
 
@@ -469,7 +495,7 @@ static void start_measure(struct bench *b)
     reset_stats(b);
     set_phase(b, P_MEASURE);
     if (b->o.server_pid)
-        b->server_cpu0 = proc_cpu_s(b->o.server_pid);
+        b->server_cpu0 = servers_cpu_s(b);
     if (b->o.hups) {
         b->t_slice = b->t_phase;
         ev_timer_init(&b->hup, slice_cb, b->o.hup_every, b->o.hup_every);
@@ -486,6 +512,8 @@ static void sync_tick(struct bench *b, double now)
         b->done_seq = 0;
         set_phase(b, P_WARM);
         b->last_progress = now;
+        b->rate_t0 = now;
+        b->rate_sent = 0;
     } else if (b->o.mode == M_FANOUT) {  /* probe until every subscriber is subscribed */
         b->now_ns = mono_ns();
         send_msg(b, b->pub, 0);
@@ -533,6 +561,9 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         fan_check_stall(b);
 }
 
+/* --rate: wakes the loop every millisecond, so the publisher keeps its pace. */
+static void rate_cb(struct ev_loop *loop, ev_timer *w, int revents) {}
+
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     ev_break(loop, EVBREAK_ALL);
@@ -555,9 +586,10 @@ static void usage(void)
             "  --hups N --hup-every SEC  echo: 2N slices, N of them start with a SIGHUP to\n"
             "     the server; quiet and reload slices are measured apart (replaces -d)\n"
             "  --src-ips N  bind to 127.0.0.2..  --max-pending N  concurrent connects (256)\n"
-            "  --server-pid PID  also report that process's CPU use while measuring\n"
+            "  --server-pid PID[,PID...]  also report those processes' CPU use while measuring\n"
             "  --deflate  offer permessage-deflate (no context takeover either way)\n"
-            "  --json  payloads are JSON order events after the 16-byte stamp\n");
+            "  --json  payloads are JSON order events after the 16-byte stamp\n"
+            "  --sub-ports P1,P2..  fanout: subscribers on these ports  --rate N publishes/s\n");
     exit(2);
 }
 
@@ -581,7 +613,8 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"stomp", 0, 0, 't'},     {"tcp", 0, 0, 'T'},         {"dest", 1, 0, 'D'},
         {"sub-dest", 1, 0, 'U'},  {"producers", 1, 0, 'R'},   {"hups", 1, 0, 'h'},
         {"hup-every", 1, 0, 'e'}, {"drain", 1, 0, 'r'},       {"deflate", 0, 0, 'z'},
-        {"json", 0, 0, 'j'},      {0, 0, 0, 0}};
+        {"json", 0, 0, 'j'},      {"sub-ports", 1, 0, 'O'},   {"rate", 1, 0, 'a'},
+        {0, 0, 0, 0}};
     *o = (struct opts){.host = "127.0.0.1", .path = "/echo", .sub_path = "/sub",
                        .pub_path = "/pub", .conns = 100, .inflight = 4, .size = 64,
                        .window = 64, .max_pending = 256, .duration = 3, .warmup = 1,
@@ -601,7 +634,16 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         case 'W': o->window = atoi(optarg); break;
         case 'I': o->src_ips = atoi(optarg); break;
         case 'M': o->max_pending = atoi(optarg); break;
-        case 'X': o->server_pid = atoi(optarg); break;
+        case 'X':
+            for (char *t = strtok(optarg, ","); t && o->nserver_pids < 16; t = strtok(NULL, ","))
+                o->server_pids[o->nserver_pids++] = atoi(t);
+            o->server_pid = o->nserver_pids ? o->server_pids[0] : 0;
+            break;
+        case 'O':
+            for (char *t = strtok(optarg, ","); t && o->nsub_ports < 8; t = strtok(NULL, ","))
+                o->sub_ports[o->nsub_ports++] = atoi(t);
+            break;
+        case 'a': o->rate = atof(optarg); break;
         case 't': o->stomp = 1; break;
         case 'T': o->transport = T_TCP; break;
         case 'D': o->dest = optarg; break;
@@ -666,6 +708,10 @@ int main(int argc, char **argv)
     ev_set_userdata(b->loop, b);
     ev_timer_init(&b->tick, tick_cb, 0.05, 0.05);
     ev_timer_start(b->loop, &b->tick);
+    if (b->o.rate > 0) {
+        ev_timer_init(&b->rate_tick, rate_cb, 0.001, 0.001);
+        ev_timer_start(b->loop, &b->rate_tick);
+    }
     ev_prepare_init(&b->pub_prep, pub_prepare_cb);
     ev_prepare_start(b->loop, &b->pub_prep);
     ev_signal_init(&b->sigint, signal_cb, SIGINT);

@@ -57,6 +57,9 @@ struct opts {
     int port, conns, inflight, size, window, src_ips, max_pending, server_pid;
     int producers, hups;
     double duration, warmup, hup_every, drain;
+    int sub_ports[8], nsub_ports;     /* fanout: subscribers spread over these (several nodes) */
+    int server_pids[16], nserver_pids;  /* CPU summed over all (workers, nodes) */
+    double rate;                      /* fanout: publishes per second (0: as the window allows) */
 };
 
 struct bench {
@@ -93,7 +96,9 @@ struct bench {
     struct zstate *z;
     uint64_t inflated, inflate_hits, bytes_in;
     int deflate_conns;
-    ev_timer tick;
+    ev_timer tick, rate_tick;
+    double rate_t0;
+    uint64_t rate_sent;
     ev_prepare pub_prep;
     ev_signal sigint, sigterm;
 };

@@ -341,8 +341,12 @@ static void conn_connect(struct bench *b, int i)
         return;
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* --sub-ports: subscribers go round the listed ports (nodes), the rest to --port. */
+    struct sockaddr_in dst = b->dst;
+    if (c->role == R_SUB && b->o.nsub_ports)
+        dst.sin_port = htons((uint16_t)b->o.sub_ports[i % b->o.nsub_ports]);
     if (bind_source(b, c->fd, i) < 0 ||
-        (connect(c->fd, (struct sockaddr *)&b->dst, sizeof b->dst) < 0 && errno != EINPROGRESS)) {
+        (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS)) {
         note_error(b, "connect", errno);
         close(c->fd);
         c->state = S_CLOSED;

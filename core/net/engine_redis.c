@@ -1,0 +1,437 @@
+/* The Redis engine: Redis pub/sub between the nodes of a deployment, through hiredis and
+ * its libev adapter.
+ *
+ * Each shard (one Redis) gets two connections: one in subscribe mode, one that PUBLISHes.
+ * A name goes to the shard of its hash; patterns are PSUBSCRIBEd on every shard, since the
+ * names they match live on all of them. Channels are "rt:" + name ("rt:db<N>:" for a
+ * database other than 0: Redis pub/sub ignores databases, so the number namespaces the
+ * channels instead).
+ *
+ * Faults: a shard that cannot be reached (at start or later) is retried with backoff;
+ * while it is down, publishes to it fail at once (the caller reports it), nothing is
+ * queued; when it is back, every name this node still wants is subscribed again. The
+ * outage and its end are logged once each. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libev.h>
+
+#include "broker.h"
+#include "engine.h"
+#include "base/map.h"
+#include "server_int.h"
+
+#define MAX_SHARDS 64
+#define MAX_INFLIGHT 65536                 /* PUBLISHes not yet answered, per shard */
+#define MAX_INFLIGHT_BYTES (32u << 20)
+#define BACKOFF_MIN 0.1
+#define BACKOFF_MAX 2.0
+
+typedef struct redis_engine redis_engine;
+
+typedef struct shard {
+  redis_engine *e;
+  int index;
+  char host[256];
+  int port;
+  char label[300];        /* host:port, for logs and metrics */
+  redisAsyncContext *pub, *sub;
+  int pub_up, sub_up;     /* connected (not just connecting) */
+  int was_up;             /* both were up: a loss now is an outage */
+  int started;            /* tried at least once */
+  ev_timer retry;
+  double backoff;
+  ev_tstamp down_since, up_since;
+  size_t inflight, inflight_bytes;
+} shard;
+
+struct redis_engine {
+  rt_engine base;
+  shard shards[MAX_SHARDS];
+  int nshards;
+  char prefix[32];
+  rt_map channels;        /* name -> (void *)1: names with local subscribers */
+  rt_map patterns;        /* glob -> refs: broker patterns map onto globs many to one */
+  int freeing;
+};
+
+/* ---- names ------------------------------------------------------------------------- */
+
+static shard *shard_of(redis_engine *e, const char *name) {
+  return &e->shards[rt_engine_hash(name) % (uint64_t)e->nshards];
+}
+
+/* prefix + name into buf; -1 when too long. */
+static int channel_name(redis_engine *e, const char *name, char *buf, size_t len) {
+  int n = snprintf(buf, len, "%s%s", e->prefix, name);
+  return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+static int pattern_glob(redis_engine *e, const char *pattern, char *buf, size_t len) {
+  int p = channel_name(e, "", buf, len);  /* the prefix has no glob characters */
+  if (p < 0 || rt_engine_glob(pattern, buf + p, len - (size_t)p) < 0) return -1;
+  return 0;
+}
+
+/* ---- subscribe side ---------------------------------------------------------------- */
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata);
+
+static void send_sub(shard *s, const char *cmd, const char *what) {
+  if (!s->sub_up) return;  /* sent when the connection comes up */
+  if (redisAsyncCommand(s->sub, on_sub_reply, s, "%s %s", cmd, what) != REDIS_OK)
+    rt_warn(&s->e->base.srv->log, "engine: redis %s: %s %s failed: %s", s->label, cmd, what,
+            s->sub->errstr ? s->sub->errstr : "?");
+}
+
+static void subscribe_all(shard *s, int *nch, int *npat) {
+  redis_engine *e = s->e;
+  const char *k;
+  void *v;
+  for (size_t i = 0; rt_map_next(&e->channels, &i, &k, &v);)
+    if (shard_of(e, k + strlen(e->prefix)) == s) {
+      send_sub(s, "SUBSCRIBE", k);
+      (*nch)++;
+    }
+  for (size_t i = 0; rt_map_next(&e->patterns, &i, &k, &v);) {
+    send_sub(s, "PSUBSCRIBE", k);
+    (*npat)++;
+  }
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata) {
+  shard *s = privdata;
+  redisReply *reply = r;
+  if (!reply || s->e->freeing) return;
+  rt_server *srv = s->e->base.srv;
+  if (reply->type == REDIS_REPLY_ERROR) {
+    rt_warn(&srv->log, "engine: redis %s answered an error: %s", s->label, reply->str);
+    return;
+  }
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+      reply->element[0]->type != REDIS_REPLY_STRING) {
+    rt_warn(&srv->log, "engine: redis %s: unexpected reply on the subscriber connection", s->label);
+    return;
+  }
+  const char *kind = reply->element[0]->str;
+  rt_broker *b = srv->broker;
+  if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
+    rt_broker_from_engine(b, (const uint8_t *)reply->element[2]->str, reply->element[2]->len,
+                          RT_ENGINE_EXACT, NULL);
+  } else if (strcmp(kind, "pmessage") == 0 && reply->elements >= 4 &&
+             reply->element[1]->type == REDIS_REPLY_STRING &&
+             reply->element[3]->type == REDIS_REPLY_STRING) {
+    const char *glob = reply->element[1]->str + strlen(s->e->prefix);
+    if (strncmp(reply->element[1]->str, s->e->prefix, strlen(s->e->prefix)) != 0) return;
+    rt_broker_from_engine(b, (const uint8_t *)reply->element[3]->str, reply->element[3]->len,
+                          RT_ENGINE_PATTERN, glob);
+  } else if ((strcmp(kind, "unsubscribe") == 0 || strcmp(kind, "punsubscribe") == 0) &&
+             reply->element[1]->type == REDIS_REPLY_STRING) {
+    /* hiredis forgets a channel's callback when its UNSUBSCRIBE is answered, even when the
+     * name was subscribed again meanwhile: then subscribe once more. */
+    int pat = kind[0] == 'p';
+    const char *name = reply->element[1]->str;
+    if (rt_map_get(pat ? &s->e->patterns : &s->e->channels, name))
+      send_sub(s, pat ? "PSUBSCRIBE" : "SUBSCRIBE", name);
+  }
+}
+
+/* ---- connections ------------------------------------------------------------------- */
+
+static void connect_shard(shard *s);
+
+static void schedule_retry(shard *s) {
+  if (s->e->freeing || ev_is_active(&s->retry)) return;
+  ev_timer_set(&s->retry, s->backoff, 0);
+  ev_timer_start(s->e->base.srv->loop, &s->retry);
+  s->backoff = s->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : s->backoff * 2;
+}
+
+static void on_retry(struct ev_loop *loop, ev_timer *w, int revents) { connect_shard(w->data); }
+
+/* One of the two connections went away (or never came): an outage starts if the shard
+ * was up. */
+static void shard_lost(shard *s, const char *why) {
+  rt_server *srv = s->e->base.srv;
+  /* A Redis that accepts and then drops us at once (or speaks garbage) must not get a
+   * reconnect, and a log line, every 0.1 s: the backoff restarts only after a good run. */
+  if (s->was_up && ev_now(srv->loop) - s->up_since > 5) s->backoff = BACKOFF_MIN;
+  if (s->was_up) {
+    s->was_up = 0;
+    s->down_since = ev_now(srv->loop);
+    srv->metrics.engine_outages++;
+    rt_warn(&srv->log, "engine: redis %s lost (%s); local delivery goes on, publishes to it "
+            "fail until it is back", s->label, why);
+  }
+  schedule_retry(s);
+}
+
+static void shard_maybe_up(shard *s) {
+  if (!s->pub_up || !s->sub_up) return;
+  rt_server *srv = s->e->base.srv;
+  int nch = 0, npat = 0;
+  subscribe_all(s, &nch, &npat);
+  s->was_up = 1;
+  s->up_since = ev_now(srv->loop);
+  if (s->down_since > 0)
+    rt_info(&srv->log, "engine: redis %s back after %.1f s (subscribed %d channel(s), %d "
+            "pattern(s) again)", s->label, ev_now(srv->loop) - s->down_since, nch, npat);
+  else
+    rt_info(&srv->log, "engine: redis %s connected (%d channel(s), %d pattern(s))", s->label,
+            nch, npat);
+  s->down_since = 0;
+}
+
+static shard *shard_of_ctx(const redisAsyncContext *ac) { return ac->data; }
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+  shard *s = shard_of_ctx(ac);
+  if (s->e->freeing) return;
+  int is_pub = ac == s->pub;
+  if (status != REDIS_OK) {
+    /* hiredis frees the context after this callback. */
+    if (is_pub) s->pub = NULL;
+    else s->sub = NULL;
+    if (!s->was_up && s->down_since == 0) {
+      s->down_since = ev_now(s->e->base.srv->loop);
+      rt_warn(&s->e->base.srv->log, "engine: redis %s unreachable (%s); retrying", s->label,
+              ac->errstr ? ac->errstr : "connect failed");
+    }
+    schedule_retry(s);
+    return;
+  }
+  if (is_pub) s->pub_up = 1;
+  else s->sub_up = 1;
+  shard_maybe_up(s);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+  shard *s = shard_of_ctx(ac);
+  if (ac == s->pub) {
+    s->pub = NULL;
+    s->pub_up = 0;
+  } else if (ac == s->sub) {
+    s->sub = NULL;
+    s->sub_up = 0;
+  }
+  if (s->e->freeing) return;
+  shard_lost(s, status == REDIS_OK ? "closed" : ac->errstr && ac->errstr[0] ? ac->errstr : "connection lost");
+}
+
+static redisAsyncContext *open_ctx(shard *s) {
+  rt_server *srv = s->e->base.srv;
+  redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+  if (!ac) return NULL;
+  if (ac->err) {
+    if (s->down_since == 0) {
+      s->down_since = ev_now(srv->loop);
+      rt_warn(&srv->log, "engine: redis %s unreachable (%s); retrying", s->label, ac->errstr);
+    }
+    redisAsyncFree(ac);
+    return NULL;
+  }
+  ac->data = s;
+  if (redisLibevAttach(srv->loop, ac) != REDIS_OK) {
+    redisAsyncFree(ac);
+    return NULL;
+  }
+  redisAsyncSetConnectCallback(ac, on_connect);
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  return ac;
+}
+
+static void connect_shard(shard *s) {
+  if (!s->pub && !(s->pub = open_ctx(s))) schedule_retry(s);
+  if (!s->sub && !(s->sub = open_ctx(s))) schedule_retry(s);
+}
+
+/* ---- the engine -------------------------------------------------------------------- */
+
+static void e_watch(rt_engine *base, const char *name, int pattern) {
+  redis_engine *e = (redis_engine *)base;
+  char ch[2 * RT_BROKER_MAX_NAME + 64];
+  if (pattern) {
+    if (pattern_glob(e, name, ch, sizeof ch) < 0) return;
+    intptr_t refs = (intptr_t)rt_map_get(&e->patterns, ch);
+    if (rt_map_put(&e->patterns, ch, (void *)(refs + 1)) < 0) return;
+    if (refs == 0)
+      for (int i = 0; i < e->nshards; i++) send_sub(&e->shards[i], "PSUBSCRIBE", ch);
+    return;
+  }
+  if (channel_name(e, name, ch, sizeof ch) < 0 || rt_map_put(&e->channels, ch, (void *)1) < 0) return;
+  send_sub(shard_of(e, name), "SUBSCRIBE", ch);
+}
+
+static void e_unwatch(rt_engine *base, const char *name, int pattern) {
+  redis_engine *e = (redis_engine *)base;
+  char ch[2 * RT_BROKER_MAX_NAME + 64];
+  if (pattern) {
+    if (pattern_glob(e, name, ch, sizeof ch) < 0) return;
+    intptr_t refs = (intptr_t)rt_map_get(&e->patterns, ch);
+    if (refs > 1) {
+      rt_map_put(&e->patterns, ch, (void *)(refs - 1));
+      return;
+    }
+    rt_map_remove(&e->patterns, ch);
+    for (int i = 0; i < e->nshards; i++) send_sub(&e->shards[i], "PUNSUBSCRIBE", ch);
+    return;
+  }
+  if (channel_name(e, name, ch, sizeof ch) < 0 || !rt_map_remove(&e->channels, ch)) return;
+  send_sub(shard_of(e, name), "UNSUBSCRIBE", ch);
+}
+
+static void on_pub_reply(redisAsyncContext *ac, void *r, void *privdata) {
+  shard *s = shard_of_ctx(ac);
+  redisReply *reply = r;
+  s->inflight--;
+  s->inflight_bytes -= (size_t)(uintptr_t)privdata;
+  if (s->e->freeing) return;
+  rt_server *srv = s->e->base.srv;
+  if (!reply) {
+    /* The connection went down with this PUBLISH unanswered: it may be lost. */
+    srv->metrics.engine_publish_failures++;
+  } else if (reply->type != REDIS_REPLY_INTEGER) {
+    srv->metrics.engine_publish_failures++;
+    rt_warn(&srv->log, "engine: redis %s refused a PUBLISH: %s", s->label,
+            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+  }
+}
+
+static int e_publish(rt_engine *base, const char *name, const uint8_t *msg, size_t len,
+                     char *err, size_t errlen) {
+  redis_engine *e = (redis_engine *)base;
+  shard *s = shard_of(e, name);
+  char ch[2 * RT_BROKER_MAX_NAME + 64];
+  int chlen = channel_name(e, name, ch, sizeof ch);
+  if (chlen < 0) {
+    snprintf(err, errlen, "name too long for the engine");
+    return -1;
+  }
+  if (!s->pub_up) {
+    snprintf(err, errlen, "redis %s is down: the other nodes did not get this message", s->label);
+    return -1;
+  }
+  if (s->inflight >= MAX_INFLIGHT || s->inflight_bytes + len > MAX_INFLIGHT_BYTES) {
+    snprintf(err, errlen, "redis %s is not keeping up (%zu publishes unanswered)", s->label,
+             s->inflight);
+    return -1;
+  }
+  if (redisAsyncCommand(s->pub, on_pub_reply, (void *)(uintptr_t)len, "PUBLISH %b %b", ch,
+                        (size_t)chlen, msg, len) != REDIS_OK) {
+    snprintf(err, errlen, "redis %s: %s", s->label, s->pub->errstr ? s->pub->errstr : "PUBLISH failed");
+    return -1;
+  }
+  s->inflight++;
+  s->inflight_bytes += len;
+  return 0;
+}
+
+static void e_free(rt_engine *base) {
+  redis_engine *e = (redis_engine *)base;
+  e->freeing = 1;
+  for (int i = 0; i < e->nshards; i++) {
+    shard *s = &e->shards[i];
+    ev_timer_stop(base->srv->loop, &s->retry);
+    if (s->pub) redisAsyncFree(s->pub);
+    if (s->sub) redisAsyncFree(s->sub);
+    s->pub = s->sub = NULL;
+  }
+  rt_map_free(&e->channels);
+  rt_map_free(&e->patterns);
+  free(e);
+}
+
+static const rt_engine_ops redis_ops = {"redis", e_watch, e_unwatch, e_publish, e_free};
+
+/* "redis://host[:port][/db]" */
+static int parse_url(const char *url, size_t len, shard *s, int *db, char *err, size_t errlen) {
+  char u[512];
+  if (len >= sizeof u) goto bad;
+  memcpy(u, url, len);
+  u[len] = 0;
+  if (strncmp(u, "redis://", 8) != 0) goto bad;
+  char *h = u + 8, *path = strchr(h, '/'), *colon;
+  *db = 0;
+  if (path) {
+    char *end;
+    *path = 0;
+    long v = strtol(path + 1, &end, 10);
+    if (!path[1] || *end || v < 0 || v > 1000000) goto bad;
+    *db = (int)v;
+  }
+  if (*h == '[') {  /* [v6]:port */
+    char *close = strchr(h, ']');
+    if (!close) goto bad;
+    *close = 0;
+    colon = close[1] == ':' ? close + 1 : NULL;
+    if (close[1] && !colon) goto bad;
+    h++;
+  } else {
+    colon = strchr(h, ':');
+  }
+  s->port = 6379;
+  if (colon) {
+    char *end;
+    *colon = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (!colon[1] || *end || p < 1 || p > 65535) goto bad;
+    s->port = (int)p;
+  }
+  if (!*h || strlen(h) >= sizeof s->host) goto bad;
+  snprintf(s->host, sizeof s->host, "%s", h);
+  snprintf(s->label, sizeof s->label, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, s->port);
+  return 0;
+bad:
+  snprintf(err, errlen, "--engine: '%.*s' is not redis://HOST[:PORT][/DB]", (int)(len > 200 ? 200 : len), url);
+  return -1;
+}
+
+rt_engine *rt_engine_redis_new(rt_server *srv, const char *spec, char *err, size_t errlen) {
+  redis_engine *e = calloc(1, sizeof *e);
+  if (!e) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  e->base.ops = &redis_ops;
+  e->base.srv = srv;
+  e->base.node_id = rt_engine_new_node_id();
+  int db = -1;
+  for (const char *p = spec; *p;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    int this_db;
+    if (e->nshards == MAX_SHARDS) {
+      snprintf(err, errlen, "--engine: at most %d Redis instances", MAX_SHARDS);
+      goto fail;
+    }
+    shard *s = &e->shards[e->nshards];
+    if (parse_url(p, len, s, &this_db, err, errlen) < 0) goto fail;
+    if (db >= 0 && this_db != db) {
+      snprintf(err, errlen, "--engine: every Redis must use the same database number");
+      goto fail;
+    }
+    db = this_db;
+    s->e = e;
+    s->index = e->nshards++;
+    s->backoff = BACKOFF_MIN;
+    ev_timer_init(&s->retry, on_retry, 0, 0);
+    s->retry.data = s;
+    p += len;
+    if (*p == ',') p++;
+  }
+  if (!e->nshards) {
+    snprintf(err, errlen, "--engine: no Redis given (redis://HOST[:PORT][/DB])");
+    goto fail;
+  }
+  if (db > 0) snprintf(e->prefix, sizeof e->prefix, "rt:db%d:", db);
+  else snprintf(e->prefix, sizeof e->prefix, "rt:");
+  for (int i = 0; i < e->nshards; i++) connect_shard(&e->shards[i]);
+  return &e->base;
+fail:
+  free(e);
+  return NULL;
+}
