@@ -283,17 +283,6 @@ int main(int argc, char **argv) {
       rt_server_free(srv);
       return 1;
     }
-  for (int i = 0; i < nlisten; i++) {
-    int v6 = strchr(listen_addrs[i], ':') != NULL;
-    /* A worker's line differs: the supervisor says "listening" once all are. */
-    if (is_worker)
-      fprintf(stderr, "rtserver worker %d (pid %d) serving http://%s%s%s:%d/\n", worker_index,
-              (int)getpid(), v6 ? "[" : "", listen_addrs[i], v6 ? "]" : "", rt_server_port(srv));
-    else
-      fprintf(stderr, "rtserver listening on http://%s%s%s:%d/\n", v6 ? "[" : "", listen_addrs[i],
-              v6 ? "]" : "", rt_server_port(srv));
-  }
-  if (is_worker) rt_worker_ready(srv);
 
   cli c = {.srv = srv};
   ev_timer_init(&c.drain, on_drain_tick, 0.02, 0.05);
@@ -310,6 +299,19 @@ int main(int argc, char **argv) {
   ev_unref(loop);
   ev_unref(loop);
   ev_unref(loop);
+  /* Said only now that the signals are ours: a test (or the supervisor) may send one the
+   * moment it reads this line. */
+  for (int i = 0; i < nlisten; i++) {
+    int v6 = strchr(listen_addrs[i], ':') != NULL;
+    /* A worker's line differs: the supervisor says "listening" once all are. */
+    if (is_worker)
+      fprintf(stderr, "rtserver worker %d (pid %d) serving http://%s%s%s:%d/\n", worker_index,
+              (int)getpid(), v6 ? "[" : "", listen_addrs[i], v6 ? "]" : "", rt_server_port(srv));
+    else
+      fprintf(stderr, "rtserver listening on http://%s%s%s:%d/\n", v6 ? "[" : "", listen_addrs[i],
+              v6 ? "]" : "", rt_server_port(srv));
+  }
+  if (is_worker) rt_worker_ready(srv);
 
   ev_run(loop, 0);
   rt_server_free(srv);

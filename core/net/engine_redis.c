@@ -83,7 +83,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata);
 
 static void send_sub(shard *s, const char *cmd, const char *what) {
   if (!s->sub_up) return;  /* sent when the connection comes up */
-  if (redisAsyncCommand(s->sub, on_sub_reply, s, "%s %s", cmd, what) != REDIS_OK)
+  /* As two arguments: a name may hold spaces. */
+  const char *argv[2] = {cmd, what};
+  const size_t lens[2] = {strlen(cmd), strlen(what)};
+  if (redisAsyncCommandArgv(s->sub, on_sub_reply, s, 2, argv, lens) != REDIS_OK)
     rt_warn(&s->e->base.srv->log, "engine: redis %s: %s %s failed: %s", s->label, cmd, what,
             s->sub->errstr ? s->sub->errstr : "?");
 }
@@ -125,8 +128,9 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata) {
   } else if (strcmp(kind, "pmessage") == 0 && reply->elements >= 4 &&
              reply->element[1]->type == REDIS_REPLY_STRING &&
              reply->element[3]->type == REDIS_REPLY_STRING) {
-    const char *glob = reply->element[1]->str + strlen(s->e->prefix);
-    if (strncmp(reply->element[1]->str, s->e->prefix, strlen(s->e->prefix)) != 0) return;
+    size_t pl = strlen(s->e->prefix);
+    if (strncmp(reply->element[1]->str, s->e->prefix, pl) != 0) return;
+    const char *glob = reply->element[1]->str + pl;
     rt_broker_from_engine(b, (const uint8_t *)reply->element[3]->str, reply->element[3]->len,
                           RT_ENGINE_PATTERN, glob);
   } else if ((strcmp(kind, "unsubscribe") == 0 || strcmp(kind, "punsubscribe") == 0) &&

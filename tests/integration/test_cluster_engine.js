@@ -401,3 +401,17 @@ test('an app with STOMP queues hears once, at start, that queues stay per node',
   assert.doesNotMatch(A.stderr, /STOMP queue destinations/);  // cluster.lua has no queues
   await q.stop();
 });
+
+test('a name with spaces and glob characters crosses nodes as one channel', async () => {
+  const [X, Y] = await Promise.all([node('X2', redis.url), node('Y2', redis.url)]);
+  await Promise.all([connected(X), connected(Y)]);
+  const sub = await WsClient.open(Y.wsUrl('/sub/two%20words%20%5Bx%5D%3F'));
+  assert.equal((await sub.next()).data, 'subscribed two words [x]?');
+  await redisHas(redis, 'rt:two words [x]?');
+  const r = await http(X, 'POST', '/publish?topic=' + encodeURIComponent('two words [x]?'), 'spaced');
+  assert.equal(r.status, 200);
+  assert.equal((await sub.next()).data, 'spaced');
+  sub.ws.close();
+  await redisHas(redis, 'rt:two words [x]?', false);
+  await X.stop(); await Y.stop();
+});
