@@ -47,6 +47,8 @@ typedef struct shard {
   double backoff;
   ev_tstamp down_since, up_since;
   size_t inflight, inflight_bytes;
+  long refused;           /* PUBLISHes answered with an error: logged at powers of two */
+  long flaps;             /* losses within 5 s of coming up: logged at powers of two */
 } shard;
 
 struct redis_engine {
@@ -163,13 +165,19 @@ static void shard_lost(shard *s, const char *why) {
   rt_server *srv = s->e->base.srv;
   /* A Redis that accepts and then drops us at once (or speaks garbage) must not get a
    * reconnect, and a log line, every 0.1 s: the backoff restarts only after a good run. */
-  if (s->was_up && ev_now(srv->loop) - s->up_since > 5) s->backoff = BACKOFF_MIN;
+  if (s->was_up && ev_now(srv->loop) - s->up_since > 5) {
+    s->backoff = BACKOFF_MIN;
+    s->flaps = 0;
+  } else if (s->was_up) {
+    s->flaps++;  /* it keeps dropping us (an error it answers, a password it wants) */
+  }
   if (s->was_up) {
     s->was_up = 0;
     s->down_since = ev_now(srv->loop);
     srv->metrics.engine_outages++;
-    rt_warn(&srv->log, "engine: redis %s lost (%s); local delivery goes on, publishes to it "
-            "fail until it is back", s->label, why);
+    if (!(s->flaps & (s->flaps - 1)))
+      rt_warn(&srv->log, "engine: redis %s lost (%s)%s; local delivery goes on, publishes to it "
+              "fail until it is back", s->label, why, s->flaps ? ", again soon after coming up" : "");
   }
   schedule_retry(s);
 }
@@ -181,7 +189,9 @@ static void shard_maybe_up(shard *s) {
   subscribe_all(s, &nch, &npat);
   s->was_up = 1;
   s->up_since = ev_now(srv->loop);
-  if (s->down_since > 0)
+  if (s->flaps & (s->flaps - 1)) {
+    /* Flapping: said at powers of two by shard_lost. */
+  } else if (s->down_since > 0)
     rt_info(&srv->log, "engine: redis %s back after %.1f s (subscribed %d channel(s), %d "
             "pattern(s) again)", s->label, ev_now(srv->loop) - s->down_since, nch, npat);
   else
@@ -300,8 +310,10 @@ static void on_pub_reply(redisAsyncContext *ac, void *r, void *privdata) {
     srv->metrics.engine_publish_failures++;
   } else if (reply->type != REDIS_REPLY_INTEGER) {
     srv->metrics.engine_publish_failures++;
-    rt_warn(&srv->log, "engine: redis %s refused a PUBLISH: %s", s->label,
-            reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    s->refused++;
+    if (!(s->refused & (s->refused - 1)))
+      rt_warn(&srv->log, "engine: redis %s refused a PUBLISH (%ld so far): %s", s->label,
+              s->refused, reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
   }
 }
 

@@ -415,3 +415,29 @@ test('a name with spaces and glob characters crosses nodes as one channel', asyn
   await redisHas(redis, 'rt:two words [x]?', false);
   await X.stop(); await Y.stop();
 });
+
+test('a Redis that answers errors (it wants a password) is logged and counted; the node serves on', async () => {
+  const locked = await startRedis(['--requirepass', 'sesame']);
+  try {
+    const n = await node('N', locked.url);
+    await n.waitForStderr(/engine: redis \S+ connected/, { timeoutMs: WAIT });
+    const c = await WsClient.open(n.wsUrl('/chat'));
+    // Its SUBSCRIBE is refused: hiredis drops the connection, the engine retries, backing
+    // off, and says so at powers of two, not on every attempt.
+    await n.waitForStderr(/engine: redis \S+ lost \(NOAUTH Authentication required\.\)/, { timeoutMs: WAIT });
+    const r = await http(n, 'POST', '/publish?topic=chat', 'locked out');
+    assert.equal(r.status, 200);  // taken: the refusal comes back later, asynchronously
+    assert.equal((await c.next()).data, 'locked out');
+    await n.waitForStderr(/engine: redis \S+ refused a PUBLISH \(1 so far\): NOAUTH/, { timeoutMs: WAIT });
+    assert.ok(await metric(n, 'rtserver_engine_publish_failures_total') >= 1);
+    await sleep(2500);
+    const lost = (n.stderr.match(/ lost \(NOAUTH/g) || []).length;
+    const outages = await metric(n, 'rtserver_engine_outages_total');
+    assert.ok(outages >= 4, `outages ${outages}`);
+    assert.ok(lost <= Math.log2(outages) + 2, `${lost} log lines for ${outages} outages`);
+    c.ws.close();
+    await n.stop();
+  } finally {
+    await locked.remove();
+  }
+});

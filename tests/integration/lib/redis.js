@@ -23,8 +23,11 @@ function freePort() {
 }
 
 class Redis {
-  constructor(port) {
+  constructor(port, extraArgs = []) {
     this.port = port;
+    this.extraArgs = extraArgs;
+    const pw = extraArgs.indexOf('--requirepass');
+    this.password = pw >= 0 ? extraArgs[pw + 1] : null;
     this.url = `redis://127.0.0.1:${port}`;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rt-redis-'));
     this.child = null;
@@ -34,11 +37,14 @@ class Redis {
     return new Promise((resolve, reject) => {
       const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1',
         '--dir', this.dir, '--save', '', '--appendonly', 'no', '--daemonize', 'no',
-        '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        '--loglevel', 'warning', ...this.extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
       this.child = child;
       this.exited = new Promise((r) => child.once('exit', r));
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 10000);
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`redis-server did not start: ${out}`));
+      }, 10000);
       const ping = async () => {
         // Ready when it answers.
         for (;;) {
@@ -65,7 +71,8 @@ class Redis {
 
   cli(...args) {
     return new Promise((resolve, reject) => {
-      execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(this.port), ...args], { timeout: 5000 },
+      const auth = this.password ? ['--no-auth-warning', '-a', this.password] : [];
+      execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(this.port), ...auth, ...args], { timeout: 5000 },
         (err, stdout) => (err ? reject(err) : resolve(stdout.split('\n').filter((l) => l !== ''))));
     });
   }
@@ -76,8 +83,8 @@ class Redis {
   }
 }
 
-async function startRedis() {
-  const r = new Redis(await freePort());
+async function startRedis(extraArgs = []) {
+  const r = new Redis(await freePort(), extraArgs);
   return r.start();
 }
 
