@@ -64,6 +64,7 @@ typedef struct cli {
   ev_timer drain;
   double drain_until, drain_timeout;
   int stopping;
+  int worker;  /* one of --workers: a repeated signal is the same stop, not "now" */
 } cli;
 
 /* While draining: done when the last connection is gone or the drain time is up. */
@@ -78,6 +79,9 @@ static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents) {
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents) {
   cli *c = w->data;
+  /* A worker hears a stop twice when it is sent to the whole group (Ctrl-C, systemd) and
+   * forwarded by the supervisor too; the supervisor's own second signal is SIGKILL. */
+  if (c->stopping && c->worker) return;
   if (c->stopping) {
     fprintf(stderr, "rtserver: second signal, stopping now\n");
     ev_break(loop, EVBREAK_ALL);
@@ -284,7 +288,7 @@ int main(int argc, char **argv) {
       return 1;
     }
 
-  cli c = {.srv = srv};
+  cli c = {.srv = srv, .worker = is_worker};
   ev_timer_init(&c.drain, on_drain_tick, 0.02, 0.05);
   c.drain.data = &c;
   c.drain_until = ev_now(loop) + 1e9;

@@ -55,6 +55,7 @@ struct sup {
   ev_signal sigint, sigterm, sighup;
   ev_timer give_up;
   int stopping, announced, failed;
+  ev_tstamp stop_at;
 };
 
 /* ---- the port ---------------------------------------------------------------------- */
@@ -359,11 +360,18 @@ static void on_give_up(struct ev_loop *loop, ev_timer *t, int revents) {
 
 static void on_stop_signal(struct ev_loop *loop, ev_signal *sig, int revents) {
   sup *s = sig->data;
+  /* One stop sent to the whole process group (timeout(1), Ctrl-C) reaches us twice in a
+   * moment: a second signal means "now" only when it comes later. */
+  if (s->stopping && ev_now(loop) - s->stop_at < 1) return;
   if (s->stopping) {
-    stop_all(s, sig->signum);  /* a second signal: the workers stop now */
+    /* A second signal: stop now. Workers take a repeated SIGTERM for the same drain (the
+     * whole group may get one), so it is SIGKILL. */
+    fprintf(stderr, "rtserver: second signal, stopping the workers now\n");
+    stop_all(s, SIGKILL);
     return;
   }
   s->stopping = 1;
+  s->stop_at = ev_now(loop);
   fprintf(stderr, "rtserver: signal %d, draining %d worker(s)\n", sig->signum, running(s));
   for (int i = 0; i < s->n; i++) ev_timer_stop(loop, &s->w[i].restart);
   stop_all(s, SIGTERM);

@@ -253,3 +253,35 @@ test('--workers 2 with --engine: the workers share topics through Redis', async 
   a.ws.close(); b.ws.close();
   assert.equal((await R.stop()).code, 0);
 });
+
+test('a fixed STOMP TCP port is shared by the workers too (SO_REUSEPORT)', async () => {
+  const net = require('node:net');
+  const { freePort } = require('./lib/redis');
+  const tcpPort = await freePort();
+  const srv = await startServer({ app: APP, args: ['--workers', '2'], env: { RT_STOMP_TCP_PORT: String(tcpPort) } });
+  servers.push(srv);
+  // Both workers bind it (one that could not would fail, and the supervisor with it).
+  await srv.waitForStderr(new RegExp(`STOMP over TCP listening on [^\n]*:${tcpPort}[^]*STOMP over TCP listening on [^\n]*:${tcpPort}`));
+  const reply = await new Promise((resolve, reject) => {
+    const s = net.connect(tcpPort, '127.0.0.1', () => s.write('CONNECT\naccept-version:1.2\nhost:x\n\n\0'));
+    let got = '';
+    s.on('data', (d) => { got += d; if (got.includes('\0')) { s.destroy(); resolve(got); } });
+    s.on('error', reject);
+  });
+  assert.match(reply, /^CONNECTED\n/);
+  assert.equal((await srv.stop()).code, 0);
+});
+
+test('SIGTERM to the whole group at once (Ctrl-C, systemd) is one drain, not "stop now"', async () => {
+  const srv = await start();
+  const c = await WsClient.open(srv.wsUrl('/chat-pid'));
+  await c.next();
+  const all = [srv.pid, ...workerPids(srv).map(([, p]) => p)];
+  for (const p of all) process.kill(p, 'SIGTERM');
+  for (const p of all) process.kill(p, 'SIGTERM');
+  const exited = await srv.stop();
+  assert.equal(exited.code, 0);
+  assert.doesNotMatch(srv.stderr, /stopping now|stopping the workers now/);
+  assert.equal((srv.stderr.match(/worker \d \(pid \d+\) exited with status 0/g) || []).length, 2);
+  assert.equal((await c.closed).code, 1001);
+});
