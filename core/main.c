@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
   const char *listen_addrs[16];
   int nlisten = 0;
   double port = 8080, v;
-  char *engine = NULL;
+  char engine[4096] = "";  /* the --engine list, on the stack: no exit path leaks it */
   int workers = 0, worker_index = -1, worker_port = 0;
   int is_worker = rt_worker_env(&worker_index, &worker_port);
   int ch;
@@ -208,12 +208,12 @@ int main(int argc, char **argv) {
         break;
       case O_ENGINE: {
         /* Repeated flags join into one comma-separated list. */
-        size_t n = engine ? strlen(engine) + 1 : 0;
-        char *more = realloc(engine, n + strlen(optarg) + 1);
-        if (!more) return 1;
-        if (n) more[n - 1] = ',';
-        strcpy(more + n, optarg);
-        engine = more;
+        size_t n = strlen(engine);
+        if (n + 1 + strlen(optarg) >= sizeof engine) {
+          fprintf(stderr, "rtserver: --engine: the list of Redis URLs is too long\n");
+          return 2;
+        }
+        snprintf(engine + n, sizeof engine - n, "%s%s", n ? "," : "", optarg);
         cfg.engine = engine;
         break;
       }
@@ -248,7 +248,6 @@ int main(int argc, char **argv) {
                              .nhosts = nlisten, .port = (int)port,
                              .drain_timeout = cfg.drain_timeout, .log_json = cfg.log_json};
     int rc = rt_supervise(&so);
-    free(engine);
     return rc;
   }
   if (is_worker) {
@@ -319,6 +318,5 @@ int main(int argc, char **argv) {
 
   ev_run(loop, 0);
   rt_server_free(srv);
-  free(engine);
   return 0;
 }
