@@ -37,8 +37,9 @@ ECHO_INFLIGHT=${BENCH_ECHO_INFLIGHT:-8}
 die() { echo "bench: $*" >&2; exit 1; }
 command -v redis-server >/dev/null || die "redis-server is missing (make deps-test installs it)"
 mkdir -p "$OUT"
-cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE/wsload.c" \
-    "$HERE/wsload_net.c" "$HERE/wsload_stomp.c" "$HERE/wsload_lib.c" -lev || die "wsload did not build"
+# wsload is every wsload*.c (run.sh builds the same).
+cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
+    "$HERE"/wsload_*.c -lev -lz || die "wsload did not build"
 ulimit -n "$(ulimit -Hn)"
 RESULTS=$OUT/cluster_results.txt
 : >"$RESULTS"
