@@ -136,6 +136,7 @@ function rt.stomp(opts)
     topics = topics, queues = queues,
     heartbeat_send = hb[1] or 0, heartbeat_recv = hb[2] or 0,
     tcp_port = opts.tcp_port, tcp_host = opts.tcp_host,
+    relay = opts.relay,
   }
   for _, k in ipairs { "max_body", "max_headers", "max_header_line", "max_destination",
                        "max_subscriptions", "max_unacked", "max_transactions", "max_tx_frames",

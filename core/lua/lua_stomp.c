@@ -125,6 +125,50 @@ static double opt_num(lua_State *L, const char *field, double def, double lo, do
   return rt_lua_opt_number(L, 1, "rt.stomp", field, def, lo, hi);
 }
 
+static void relay_str(lua_State *L, int idx, const char *field, const char *def, char *out, size_t cap) {
+  lua_getfield(L, idx, field);
+  const char *v = lua_isnil(L, -1) ? def : lua_tostring(L, -1);
+  if (!v || strlen(v) >= cap) luaL_error(L, "rt.stomp: relay.%s must be a string of fewer than %d bytes", field, (int)cap);
+  memcpy(out, v, strlen(v) + 1);
+  lua_pop(L, 1);
+}
+
+/* relay = { host, port, login, passcode, vhost, heartbeat = { cx, cy }, connect_timeout,
+ *           reconnect_min, reconnect_max } */
+static void read_relay(lua_State *L, rt_stomp_relay_config *r) {
+  memset(r, 0, sizeof *r);
+  lua_getfield(L, 1, "relay");
+  if (lua_isnil(L, -1) || (lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, -1)) luaL_error(L, "rt.stomp: relay must be a table");
+  int t = lua_gettop(L);
+  r->on = 1;
+  relay_str(L, t, "host", "127.0.0.1", r->host, sizeof r->host);
+  relay_str(L, t, "login", "guest", r->login, sizeof r->login);
+  relay_str(L, t, "passcode", "guest", r->passcode, sizeof r->passcode);
+  relay_str(L, t, "vhost", "/", r->vhost, sizeof r->vhost);
+  r->port = (int)rt_lua_opt_number(L, t, "rt.stomp relay", "port", 61613, 1, 65535);
+  r->connect_timeout = rt_lua_opt_number(L, t, "rt.stomp relay", "connect_timeout", 10, 0.01, 3600);
+  r->reconnect_min = rt_lua_opt_number(L, t, "rt.stomp relay", "reconnect_min", 0.5, 0.01, 3600);
+  r->reconnect_max = rt_lua_opt_number(L, t, "rt.stomp relay", "reconnect_max", 10, r->reconnect_min, 3600);
+  r->hb_send_ms = r->hb_recv_ms = 10000;
+  lua_getfield(L, t, "heartbeat");
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    if (!lua_isnumber(L, -2) || !lua_isnumber(L, -1) || lua_tonumber(L, -2) < 0 || lua_tonumber(L, -1) < 0)
+      luaL_error(L, "rt.stomp: relay.heartbeat must be { send_ms, receive_ms }");
+    r->hb_send_ms = (unsigned)lua_tonumber(L, -2);
+    r->hb_recv_ms = (unsigned)lua_tonumber(L, -1);
+    lua_pop(L, 2);
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "rt.stomp: relay.heartbeat must be { send_ms, receive_ms }");
+  }
+  lua_pop(L, 2);
+}
+
 static void read_config(lua_State *L, rt_stomp_config *c) {
   rt_stomp_config_init(c);
   lua_getfield(L, 1, "app");
@@ -149,6 +193,7 @@ static void read_config(lua_State *L, rt_stomp_config *c) {
   c->max_queue_messages = (size_t)opt_num(L, "max_queue_messages", (double)c->max_queue_messages, 1, 1e9);
   c->max_queued_bytes = (size_t)opt_num(L, "max_queued_bytes", (double)c->max_queued_bytes, 0, 1e12);
   c->connect_timeout = opt_num(L, "connect_timeout", c->connect_timeout, 0.01, 3600);
+  read_relay(L, &c->relay);
 }
 
 static int l_gc(lua_State *L) {

@@ -11,6 +11,7 @@
 #include "net/history.h"
 #include "net/server_int.h"
 #include "stomp_broker.h"
+#include "stomp_relay.h"
 #include "base/utf8.h"
 
 #define MAX_EXTRA 64
@@ -40,6 +41,10 @@ rt_stomp_server *rt_stomp_server_new(rt_server *srv, const rt_stomp_config *cfg,
   else rt_stomp_config_init(&ss->cfg);
   if (hooks) ss->hooks = *hooks;
   ss->tcp_want = -1;
+  if (ss->cfg.relay.on && !(ss->relay = rt_stomp_relay_new(ss))) {
+    rt_stomp_server_free(ss);
+    return NULL;
+  }
   ss->nul = rt_chunk_copy("", 1);
   ss->eol = rt_chunk_copy("\n", 1);
   if (!ss->nul || !ss->eol) {
@@ -49,7 +54,17 @@ rt_stomp_server *rt_stomp_server_new(rt_server *srv, const rt_stomp_config *cfg,
   return ss;
 }
 
-void rt_stomp_server_configure(rt_stomp_server *ss, const rt_stomp_config *cfg) { ss->cfg = *cfg; }
+void rt_stomp_server_configure(rt_stomp_server *ss, const rt_stomp_config *cfg) {
+  ss->cfg = *cfg;
+  /* A reload may turn the relay on or off; a running relay takes the new settings for
+   * the connections it opens from now on. */
+  if (cfg->relay.on && !ss->relay) {
+    ss->relay = rt_stomp_relay_new(ss);
+  } else if (!cfg->relay.on && ss->relay) {
+    rt_stomp_relay_free(ss->relay);
+    ss->relay = NULL;
+  }
+}
 
 void rt_stomp_server_free(rt_stomp_server *ss) {
   if (!ss) return;
@@ -65,6 +80,7 @@ void rt_stomp_server_free(rt_stomp_server *ss) {
     if (ss->sessions.count >= left) break;  /* one still in use up the stack: leave it */
     left = ss->sessions.count;
   }
+  rt_stomp_relay_free(ss->relay);
   rt_stomp_queues_free(ss);
   rt_stomp_prefixes_free(ss);
   rt_map_free(&ss->sessions);
@@ -202,6 +218,7 @@ static void tx_free(rt_stomp_tx *tx) {
 
 static void session_destroy(rt_stomp_session *s) {
   rt_stomp_server *ss = s->ss;
+  if (s->link) rt_stomp_relay_session_end(s);
   rt_stomp_session_drop_subs(s);
   while (s->txs) {
     rt_stomp_tx *tx = s->txs;
@@ -351,10 +368,22 @@ static int on_connect(rt_stomp_session *s, const rt_stomp_frame *f) {
 static void feed_bytes(rt_stomp_session *s, const uint8_t *p, size_t n);
 
 int rt_stomp_session_accept(rt_stomp_session *s, const char *user) {
-  if (s->dead || s->state != RT_STOMP_S_AUTH) return -1;
+  if (s->dead || s->state != RT_STOMP_S_AUTH || s->link) return -1;
   free(s->user);
   s->user = user ? strdup(user) : NULL;
   if (s->conn) rt_conn_set_user(s->conn, s->user);  /* who this is, for presence */
+  if (s->ss->relay) {
+    /* CONNECTED waits for the broker's (rt_stomp_session_connected); frames keep being
+     * held until then. */
+    if (rt_stomp_relay_session_open(s) < 0) return -1;
+    s->accepted = 1;
+    return 0;
+  }
+  return rt_stomp_session_connected(s);
+}
+
+int rt_stomp_session_connected(rt_stomp_session *s) {
+  if (s->dead || s->state != RT_STOMP_S_AUTH) return -1;
   char hb[32], server[32];
   snprintf(hb, sizeof hb, "%.0f,%.0f", s->send_iv * 1000, s->recv_iv * 1000);
   snprintf(server, sizeof server, "rtserver/%s", RT_VERSION);
@@ -386,6 +415,11 @@ int rt_stomp_session_accept(rt_stomp_session *s, const char *user) {
     if (rt_stomp_session_release(s) < 0) return -1;
   }
   return 0;
+}
+
+void rt_stomp_session_end(rt_stomp_session *s, int error) {
+  if (s->dead || s->state == RT_STOMP_S_CLOSING) return;
+  session_close(s, error);
 }
 
 void rt_stomp_session_refuse(rt_stomp_session *s, const char *why) {
@@ -744,6 +778,10 @@ static void handle_frame(rt_stomp_session *s, const rt_stomp_frame *f) {
   }
   if (f->body_len && cmd != RT_STOMP_CMD_SEND) {
     fail(s, f, "unexpected body", "%s frames must not have a body.", name);
+    return;
+  }
+  if (s->link && cmd >= RT_STOMP_CMD_SEND && cmd <= RT_STOMP_CMD_DISCONNECT) {
+    rt_stomp_relay_frame(s, f);  /* the broker's semantics, not ours */
     return;
   }
   int rc;

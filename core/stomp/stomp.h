@@ -25,6 +25,17 @@
 #define RT_STOMP_MAX_PREFIXES 8
 #define RT_STOMP_PREFIX_LEN 64
 
+/* The broker relay (stomp_relay.c): where the external broker is and how to talk to it. */
+typedef struct rt_stomp_relay_config {
+  int on;                     /* 0: the built-in broker serves the broker prefixes */
+  char host[256];
+  int port;
+  char login[128], passcode[128], vhost[128];
+  unsigned hb_send_ms, hb_recv_ms;  /* heart-beats with the broker: cx, cy */
+  double connect_timeout;     /* seconds from dial to the broker's CONNECTED */
+  double reconnect_min, reconnect_max;  /* the system connection's backoff, seconds */
+} rt_stomp_relay_config;
+
 typedef struct rt_stomp_config {
   char app_prefix[RT_STOMP_PREFIX_LEN];   /* SEND here runs a Lua handler ("/app") */
   char user_prefix[RT_STOMP_PREFIX_LEN];  /* per-user destinations ("/user") */
@@ -43,6 +54,7 @@ typedef struct rt_stomp_config {
   size_t max_queue_messages;  /* waiting in one queue */
   size_t max_queued_bytes;    /* body bytes waiting in all queues together */
   double connect_timeout;     /* seconds from accept to CONNECTED (incl. authentication) */
+  rt_stomp_relay_config relay;
 } rt_stomp_config;
 
 void rt_stomp_config_init(rt_stomp_config *cfg);
@@ -54,6 +66,8 @@ typedef struct rt_stomp_pending rt_stomp_pending;
 typedef struct rt_stomp_queue rt_stomp_queue;
 typedef struct rt_stomp_qmsg rt_stomp_qmsg;
 typedef struct rt_stomp_tx rt_stomp_tx;
+typedef struct rt_stomp_relay rt_stomp_relay;
+typedef struct rt_stomp_link rt_stomp_link;
 
 typedef struct rt_stomp_hooks {
   /* A CONNECT/STOMP frame: must end in rt_stomp_session_accept or _refuse, now or later.
@@ -134,6 +148,7 @@ struct rt_stomp_session {
   double last_rx, last_tx;
   int busy, dead;             /* dead: its connection is gone; freed when busy drops to 0 */
   rt_stomp_buf scratch;
+  rt_stomp_link *link;        /* its broker connection when the relay is on */
 };
 
 struct rt_stomp_server {
@@ -152,6 +167,7 @@ struct rt_stomp_server {
   char tcp_host[64];
   int tcp_want;               /* the port asked for, -1 = none */
   rt_stomp_buf scratch;
+  rt_stomp_relay *relay;      /* the broker relay, when configured */
 };
 
 rt_stomp_server *rt_stomp_server_new(rt_server *srv, const rt_stomp_config *cfg,
@@ -173,6 +189,10 @@ void rt_stomp_session_closed(rt_stomp_session *s);
 /* Ends authentication: CONNECTED (user may be NULL), or ERROR and close. */
 int rt_stomp_session_accept(rt_stomp_session *s, const char *user);
 void rt_stomp_session_refuse(rt_stomp_session *s, const char *why);
+/* With the relay, accept waits for the broker: this sends CONNECTED when it said yes. */
+int rt_stomp_session_connected(rt_stomp_session *s);
+/* Ends the session once what is queued has left; error: an ERROR frame was the last. */
+void rt_stomp_session_end(rt_stomp_session *s, int error);
 /* ERROR frame (message header, detail as body) and close. */
 void rt_stomp_session_error(rt_stomp_session *s, const rt_stomp_frame *cause,
                             const char *message, const char *detail);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "net/server_int.h"
+#include "stomp_relay.h"
 #include "base/utf8.h"
 
 struct rt_stomp_qmsg {
@@ -690,6 +691,7 @@ static long topic_publish(rt_stomp_server *ss, const char *key, const char *disp
 long rt_stomp_publish_user(rt_stomp_server *ss, const char *user, const char *rest,
                            rt_chunk *body, const char *ctype, const rt_stomp_header *extra,
                            size_t nextra, char *err, size_t errlen) {
+  if (ss->relay) return rt_stomp_relay_publish_user(ss->relay, user, rest, body, ctype, extra, nextra, err, errlen);
   char key[1200], display[1200];
   if (rest[0] != '/' || user_key(&ss->cfg, user, rest, key, sizeof key) < 0) {
     snprintf(err, errlen, "bad user destination");
@@ -701,6 +703,7 @@ long rt_stomp_publish_user(rt_stomp_server *ss, const char *user, const char *re
 
 long rt_stomp_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body, const char *ctype,
                       const rt_stomp_header *extra, size_t nextra, char *err, size_t errlen) {
+  if (ss->relay) return rt_stomp_relay_publish(ss->relay, dest, body, ctype, extra, nextra, err, errlen);
   const rt_stomp_config *cfg = &ss->cfg;
   switch (rt_stomp_dest_kind(cfg, dest)) {
     case RT_STOMP_DEST_TOPIC:
@@ -735,6 +738,7 @@ long rt_stomp_publish(rt_stomp_server *ss, const char *dest, rt_chunk *body, con
 
 long rt_stomp_send_to_session(rt_stomp_session *s, const char *dest, rt_chunk *body,
                               const char *ctype, const rt_stomp_header *extra, size_t nextra) {
+  if (s->link) return rt_stomp_relay_send_to_session(s, dest, body, ctype, extra, nextra);
   rt_chunk *common = NULL;
   uint64_t id = 0;
   int text = 0;
