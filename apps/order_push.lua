@@ -20,6 +20,16 @@ local users = rt.grpc.client(os.getenv("USER_SERVICE") or "127.0.0.1:9090",
                              "../proto/user.proto", "user.UserService", { timeout = 1 })
 
 local tcp = os.getenv("RT_STOMP_TCP_PORT") or "61613"
+-- RT_STOMP_RELAY=host:port puts /topic and /queue on that STOMP broker (RabbitMQ with its
+-- STOMP plugin), so every node sharing it pushes to every subscriber: Spring's
+-- enableStompBrokerRelay.
+local relay_at = os.getenv("RT_STOMP_RELAY")
+local relay
+if relay_at and relay_at ~= "" then
+  local host, port = relay_at:match("^(.+):(%d+)$")
+  assert(host, "RT_STOMP_RELAY must be host:port")
+  relay = { host = host, port = tonumber(port) }
+end
 
 local stomp = rt.stomp {
   endpoint = "/ws",
@@ -29,6 +39,7 @@ local stomp = rt.stomp {
   tcp_port = tcp ~= "off" and tonumber(tcp) or nil,
   app = "/app",
   broker = { "/topic", "/queue" },
+  relay = relay,
 }
 
 -- Each order's topic keeps its last 20 changes for 10 minutes: a page that lost its

@@ -111,6 +111,13 @@ class RabbitMQ:
             except OSError:
                 return
 
+    def pause(self):
+        """Freezes the broker (SIGSTOP): connections stay open and nothing is read."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def _kill_epmd(self):
         # The epmd that beam started on our own port: found by its port, killed by pid.
         out = subprocess.run(["pgrep", "-f", "epmd.*-port %d" % self.epmd_port],
