@@ -38,8 +38,10 @@ static void dial_free(rt_dial *d) {
 static void finish(rt_dial *d, rt_conn *c, const char *err) {
   rt_dial_cb cb = d->cb;
   void *ud = d->ud;
+  char why[sizeof d->why];
+  snprintf(why, sizeof why, "%s", err ? err : "");  /* err may point into d */
   dial_free(d);
-  cb(ud, c, err);
+  cb(ud, c, err ? why : NULL);
 }
 
 static void format_addr(const struct sockaddr *sa, char *out, size_t outlen) {

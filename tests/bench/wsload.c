@@ -583,6 +583,7 @@ static void usage(void)
             "  --stomp  STOMP over WebSocket (fanout)  --tcp  STOMP over TCP (queue)\n"
             "  --dest D  SEND here (/topic/fan, /queue/jobs)  --sub-dest D  SUBSCRIBE here\n"
             "  --producers N  queue producers (4)\n"
+            "  --stomp-host H  CONNECT's host header (localhost; RabbitMQ takes it as the vhost)\n"
             "  --hups N --hup-every SEC  echo: 2N slices, N of them start with a SIGHUP to\n"
             "     the server; quiet and reload slices are measured apart (replaces -d)\n"
             "  --src-ips N  bind to 127.0.0.2..  --max-pending N  concurrent connects (256)\n"
@@ -614,11 +615,12 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"sub-dest", 1, 0, 'U'},  {"producers", 1, 0, 'R'},   {"hups", 1, 0, 'h'},
         {"hup-every", 1, 0, 'e'}, {"drain", 1, 0, 'r'},       {"deflate", 0, 0, 'z'},
         {"json", 0, 0, 'j'},      {"sub-ports", 1, 0, 'O'},   {"rate", 1, 0, 'a'},
-        {0, 0, 0, 0}};
+        {"stomp-host", 1, 0, 'V'},  {0, 0, 0, 0}};
     *o = (struct opts){.host = "127.0.0.1", .path = "/echo", .sub_path = "/sub",
                        .pub_path = "/pub", .conns = 100, .inflight = 4, .size = 64,
                        .window = 64, .max_pending = 256, .duration = 3, .warmup = 1,
-                       .producers = 4, .hup_every = 0.2, .drain = DRAIN_DEFAULT};
+                       .producers = 4, .hup_every = 0.2, .drain = DRAIN_DEFAULT,
+                       .stomp_host = "localhost"};
     if (argc < 2)
         usage();
     o->mode = parse_mode(argv[1]);
@@ -654,6 +656,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         case 'r': o->drain = atof(optarg); break;
         case 'z': o->deflate = 1; break;
         case 'j': o->json = 1; break;
+        case 'V': o->stomp_host = optarg; break;
         case 'c': o->conns = atoi(optarg); break;
         case 'k': o->inflight = atoi(optarg); break;
         case 's': o->size = atoi(optarg); break;

@@ -53,7 +53,7 @@ struct opts {
     int stomp;                        /* messages are STOMP frames */
     int deflate;                      /* offer permessage-deflate (wsload_deflate.c) */
     int json;                         /* payloads are JSON text after the stamp */
-    const char *host, *path, *sub_path, *pub_path, *dest, *sub_dest;
+    const char *host, *path, *sub_path, *pub_path, *dest, *sub_dest, *stomp_host;
     int port, conns, inflight, size, window, src_ips, max_pending, server_pid;
     int producers, hups;
     double duration, warmup, hup_every, drain;

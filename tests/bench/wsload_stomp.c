@@ -39,7 +39,8 @@ static void stomp_out(struct bench *b, struct conn *c, const char *head, const u
 void stomp_open(struct bench *b, struct conn *c)
 {
     char head[600];
-    stomp_out(b, c, "CONNECT\naccept-version:1.2\nhost:localhost\nheart-beat:0,0\n", NULL, 0);
+    snprintf(head, sizeof head, "CONNECT\naccept-version:1.2\nhost:%s\nheart-beat:0,0\n", b->o.stomp_host);
+    stomp_out(b, c, head, NULL, 0);
     if (c->role == R_SUB) {
         snprintf(head, sizeof head, "SUBSCRIBE\nid:0\ndestination:%s\nack:auto\n",
                  b->o.sub_dest);
