@@ -66,10 +66,12 @@ static int user_dest_topic(const rt_stomp_config *cfg, const char *dest, char *o
   return user_topic(user, slash, out, cap);
 }
 
-/* A topic or queue name as RabbitMQ takes it: the path separator is '.', not '/' (it
+/* A /topic or /queue name as RabbitMQ takes it: the path separator is '.', not '/' (it
  * refuses "/topic/order/42"), and the multi-word wildcard is '#', not "**". So the seed's
- * "/topic/order/42" is "/topic/order.42" at the broker. */
+ * "/topic/order/42" is "/topic/order.42" at the broker. Other destinations (/exchange/x/key,
+ * /amq/queue/q as extra broker prefixes) have '/' in their syntax and go as they are. */
 static const char *broker_name(const rt_stomp_config *cfg, const char *dest, char *out, size_t cap) {
+  if (strncmp(dest, "/topic/", 7) != 0 && strncmp(dest, "/queue/", 7) != 0) return dest;
   const char *name = strchr(dest + 1, '/');
   if (!name || (!strchr(name + 1, '/') && !strstr(name, "**"))) return dest;
   size_t plen = (size_t)(name - dest), n = 0;

@@ -6,11 +6,15 @@
 -- queue: each message to one consumer.
 local rt = require "rt"
 
+-- RT_BENCH_RELAY=<port>: /topic and /queue on the RabbitMQ there (the broker relay).
+local relay_port = tonumber(os.getenv("RT_BENCH_RELAY") or "")
+
 local stomp = rt.stomp {
   endpoint = "/stomp",
   tcp_port = 0,
   broker = { "/topic", "/queue" },
   heartbeat = { 0, 0 },
+  relay = relay_port and { host = "127.0.0.1", port = relay_port } or nil,
 }
 
 stomp:on("/fan", function(msg) return msg.body end)

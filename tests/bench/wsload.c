@@ -431,7 +431,7 @@ void on_closed(struct bench *b, struct conn *c)
 
 /* ---- the clock --------------------------------------------------------------------- */
 
-/* Subscribers that got no probe in SYNC_TIMEOUT seconds would stall every message. */
+/* Subscribers that got no probe in --sync-timeout seconds would stall every message. */
 static void drop_unsynced(struct bench *b)
 {
     int dropped = 0;
@@ -440,8 +440,8 @@ static void drop_unsynced(struct bench *b)
             conn_close(b, &b->c[i]);
             dropped++;
         }
-    fprintf(stderr, "wsload: %d subscribers got nothing in %ds; closed them\n", dropped,
-            SYNC_TIMEOUT);
+    fprintf(stderr, "wsload: %d subscribers got nothing in %gs; closed them\n", dropped,
+            b->o.sync_timeout);
     b->unsynced += dropped;
 }
 
@@ -505,7 +505,7 @@ static void start_measure(struct bench *b)
 
 static void sync_tick(struct bench *b, double now)
 {
-    if (now - b->t_phase > SYNC_TIMEOUT)
+    if (now - b->t_phase > b->o.sync_timeout)
         drop_unsynced(b);
     if (b->synced >= b->alive_subs) {
         b->next_seq = 1;
@@ -584,6 +584,7 @@ static void usage(void)
             "  --dest D  SEND here (/topic/fan, /queue/jobs)  --sub-dest D  SUBSCRIBE here\n"
             "  --producers N  queue producers (4)\n"
             "  --stomp-host H  CONNECT's host header (localhost; RabbitMQ takes it as the vhost)\n"
+            "  --sync-timeout SEC  fanout: time for every subscriber to get a first probe (10)\n"
             "  --hups N --hup-every SEC  echo: 2N slices, N of them start with a SIGHUP to\n"
             "     the server; quiet and reload slices are measured apart (replaces -d)\n"
             "  --src-ips N  bind to 127.0.0.2..  --max-pending N  concurrent connects (256)\n"
@@ -615,12 +616,12 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"sub-dest", 1, 0, 'U'},  {"producers", 1, 0, 'R'},   {"hups", 1, 0, 'h'},
         {"hup-every", 1, 0, 'e'}, {"drain", 1, 0, 'r'},       {"deflate", 0, 0, 'z'},
         {"json", 0, 0, 'j'},      {"sub-ports", 1, 0, 'O'},   {"rate", 1, 0, 'a'},
-        {"stomp-host", 1, 0, 'V'},  {0, 0, 0, 0}};
+        {"stomp-host", 1, 0, 'V'},  {"sync-timeout", 1, 0, 'Y'}, {0, 0, 0, 0}};
     *o = (struct opts){.host = "127.0.0.1", .path = "/echo", .sub_path = "/sub",
                        .pub_path = "/pub", .conns = 100, .inflight = 4, .size = 64,
                        .window = 64, .max_pending = 256, .duration = 3, .warmup = 1,
                        .producers = 4, .hup_every = 0.2, .drain = DRAIN_DEFAULT,
-                       .stomp_host = "localhost"};
+                       .stomp_host = "localhost", .sync_timeout = SYNC_TIMEOUT};
     if (argc < 2)
         usage();
     o->mode = parse_mode(argv[1]);
@@ -657,6 +658,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         case 'z': o->deflate = 1; break;
         case 'j': o->json = 1; break;
         case 'V': o->stomp_host = optarg; break;
+        case 'Y': o->sync_timeout = atof(optarg); break;
         case 'c': o->conns = atoi(optarg); break;
         case 'k': o->inflight = atoi(optarg); break;
         case 's': o->size = atoi(optarg); break;

@@ -54,6 +54,7 @@ struct opts {
     int deflate;                      /* offer permessage-deflate (wsload_deflate.c) */
     int json;                         /* payloads are JSON text after the stamp */
     const char *host, *path, *sub_path, *pub_path, *dest, *sub_dest, *stomp_host;
+    double sync_timeout;
     int port, conns, inflight, size, window, src_ips, max_pending, server_pid;
     int producers, hups;
     double duration, warmup, hup_every, drain;

@@ -32,21 +32,24 @@ def available():
 
 
 class RabbitMQ:
-    def __init__(self, start_timeout=60.0):
+    def __init__(self, start_timeout=60.0, web_stomp=False):
         self.dir = tempfile.mkdtemp(prefix="rt-rabbitmq.")
         self.stomp_port = free_port()
         self.amqp_port = free_port()
         self.dist_port = free_port()
         self.epmd_port = free_port()
+        self.web_stomp_port = free_port() if web_stomp else None  # STOMP over WebSocket at /ws
         self.node = "rt%d@localhost" % os.getpid()
         self.start_timeout = start_timeout
         self.proc = None
         d = self.dir
         with open(os.path.join(d, "enabled_plugins"), "w") as f:
-            f.write("[rabbitmq_stomp].\n")
+            f.write("[rabbitmq_stomp,rabbitmq_web_stomp].\n" if web_stomp else "[rabbitmq_stomp].\n")
         with open(os.path.join(d, "rabbitmq.conf"), "w") as f:
             f.write("stomp.listeners.tcp.1 = 127.0.0.1:%d\nloopback_users = none\n"
                     "log.console = false\nlog.file.level = info\n" % self.stomp_port)
+            if web_stomp:
+                f.write("web_stomp.tcp.ip = 127.0.0.1\nweb_stomp.tcp.port = %d\n" % self.web_stomp_port)
         open(os.path.join(d, "env.conf"), "w").close()
         self.env = dict(os.environ, HOME=d, RABBITMQ_NODENAME=self.node,
                         RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",

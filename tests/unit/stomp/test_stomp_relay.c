@@ -148,6 +148,7 @@ static void start(fix *x, int up) {
   rt_stomp_config cfg;
   rt_stomp_config_init(&cfg);
   cfg.hb_send_ms = cfg.hb_recv_ms = 0;
+  snprintf(cfg.topics[cfg.ntopics++], RT_STOMP_PREFIX_LEN, "/exchange");  /* RabbitMQ's own */
   cfg.relay.on = 1;
   snprintf(cfg.relay.host, sizeof cfg.relay.host, "127.0.0.1");
   cfg.relay.port = x->port;
@@ -254,6 +255,9 @@ static void test_frames_translated_both_ways(void **state) {
   has(f, "\ndestination:/queue/work\n");
   has(f, "\nx-mine:1\n");
   has(f, "\n\nabc");
+  /* RabbitMQ's /exchange/<name>/<key> keeps its slashes. */
+  put(x, c, "SEND\ndestination:/exchange/amq.direct/k/1\n\n");
+  has(expect(x, link, "SEND"), "\ndestination:/exchange/amq.direct/k/1\n");
   put(x, c, "UNSUBSCRIBE\nid:7\n\n");
   has(expect(x, link, "UNSUBSCRIBE"), "\nid:c\\c7\n");
   /* DISCONNECT with a receipt: the client hears it when the broker says so, then goes. */
