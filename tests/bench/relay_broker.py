@@ -1,5 +1,6 @@
 """For tests/bench/relay_run.sh: starts a private RabbitMQ (STOMP over TCP for the relay,
-web-stomp for the baseline), prints "stomp=<port> web=<port>", and stops it on SIGTERM."""
+web-stomp for the baseline), prints "stomp=<port> web=<port> pid=<beam's pid>", and stops
+it on SIGTERM."""
 import os
 import signal
 import sys
@@ -24,6 +25,8 @@ except Exception as e:  # noqa: BLE001
     print("error=%s" % e, flush=True)
     mq.close()
     sys.exit(1)
-print("stomp=%d web=%d" % (mq.stomp_port, mq.web_stomp_port), flush=True)
+with open(os.path.join(mq.dir, "pid")) as f:  # beam's, for the CPU it spends
+    beam = f.read().strip()
+print("stomp=%d web=%d pid=%s" % (mq.stomp_port, mq.web_stomp_port, beam), flush=True)
 while True:
     time.sleep(3600)

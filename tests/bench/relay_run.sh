@@ -12,7 +12,8 @@
 #   rabbit   RabbitMQ's web-stomp directly (what the relay adds to is this)
 # Two loads per target: throughput (window RELAY_WINDOW messages not yet seen by every
 # subscriber) and latency (window 1: one message in flight, so p50 is the path, not the
-# queue). The relay's added latency is relay p50 - rabbit p50 at window 1. Targets run
+# queue), at RELAY_SUBS subscribers and at one. The relay's added latency per message is
+# relay p50 - rabbit p50 with one subscriber and one message in flight. Targets run
 # interleaved, RELAY_REPEATS times; each figure is a median, each ratio the median of the
 # per-run ratios. Knobs (env): RELAY_REPEATS (3), RELAY_SECS (8), RELAY_WARMUP (3),
 # RELAY_SYNC (60: seconds every subscriber gets to be subscribed before the warm-up; the
@@ -51,7 +52,8 @@ trap cleanup EXIT
 PIDS+=($!)
 for _ in $(seq 600); do grep -q '^stomp=\|^error=' "$OUT/relay_broker.out" && break; sleep 0.1; done
 MQ_STOMP=$(sed -n 's/^stomp=\([0-9]*\) .*/\1/p' "$OUT/relay_broker.out")
-MQ_WEB=$(sed -n 's/.* web=\([0-9]*\)$/\1/p' "$OUT/relay_broker.out")
+MQ_WEB=$(sed -n 's/.* web=\([0-9]*\) .*/\1/p' "$OUT/relay_broker.out")
+MQ_PID=$(sed -n 's/.* pid=\([0-9]*\)$/\1/p' "$OUT/relay_broker.out")
 [ -n "$MQ_STOMP" ] && [ -n "$MQ_WEB" ] || die "RabbitMQ did not start: $(cat "$OUT/relay_broker.out")"
 
 start() { # start NAME [ENV=...]: an rtserver on the STOMP bench app; sets PORT_NAME, PID_NAME
@@ -84,14 +86,14 @@ median() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) print "n/a"; else printf "%.2f\n", (a - b) / 1000 }'; }
 
-run() { # run TARGET WINDOW -> the RESULT line
+run() { # run TARGET WINDOW SUBSCRIBERS -> the RESULT line
     local port path host pid=()
     case $1 in
     builtin) port=$PORT_builtin path=/stomp host=localhost pid=(--server-pid "$PID_builtin") ;;
     relay) port=$PORT_relay path=/stomp host=localhost pid=(--server-pid "$PID_relay") ;;
-    rabbit) port=$MQ_WEB path=/ws host=/ ;;
+    rabbit) port=$MQ_WEB path=/ws host=/ pid=(--server-pid "$MQ_PID") ;;
     esac
-    timeout $((SECS + WARMUP + SYNC + 90)) "$OUT/wsload" fanout --stomp -c "$SUBS" --port "$port" \
+    timeout $((SECS + WARMUP + SYNC + 90)) "$OUT/wsload" fanout --stomp -c "$3" --port "$port" \
         --sub-path $path --pub-path $path --dest /topic/fan --stomp-host "$host" \
         --window "$2" -d "$SECS" -w "$WARMUP" --sync-timeout "$SYNC" "${pid[@]}" 2>>"$OUT/relay_wsload.err" | grep '^RESULT' | tail -1
 }
@@ -101,11 +103,12 @@ echo "== STOMP relay bench: $SUBS STOMP-over-WebSocket subscribers of one topic,
     "${WARMUP}s warm-up, $REPEATS runs; RabbitMQ $(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null)," \
     "$(nproc) cores shared by every server and the load generator"
 for ((r = 1; r <= REPEATS; r++)); do
-    for load in tput lat; do
-        w=$WINDOW
-        [ $load = lat ] && w=1
+    for load in tput lat hop; do
+        w=$WINDOW n=$SUBS
+        [ $load = tput ] || w=1
+        [ $load = hop ] && n=1
         for t in builtin relay rabbit; do
-            line=$(run $t $w)
+            line=$(run $t $w $n)
             R[$t,$load,$r]=$line
             # The broker tears down 1,000 connections and queues after a run: not in the next.
             [ $t = builtin ] || sleep 5
@@ -128,7 +131,7 @@ medratio() {
 meddiff() {
     local v=() r
     for ((r = 1; r <= REPEATS; r++)); do
-        v+=("$(diff_ms "$(field p50_us "${R[$1,lat,$r]:-}")" "$(field p50_us "${R[$2,lat,$r]:-}")")")
+        v+=("$(diff_ms "$(field $4 "${R[$1,$3,$r]:-}")" "$(field $4 "${R[$2,$3,$r]:-}")")")
     done
     median "${v[@]}"
 }
@@ -147,7 +150,13 @@ for t in builtin relay rabbit; do
 done
 echo "  deliveries/s relay / RabbitMQ alone = $(medratio relay rabbit tput deliveries_per_s)" \
     "(window $WINDOW), $(medratio relay rabbit lat deliveries_per_s) (window 1)"
-echo "  deliveries/s relay / built-in broker = $(medratio relay builtin tput deliveries_per_s) (window $WINDOW)"
-echo "  relay's added latency (p50 relay - p50 RabbitMQ alone, window 1): $(meddiff relay rabbit) ms per message"
-echo "  rtserver CPU per delivery: built-in $(med builtin tput server_cpu_us_per_msg) us, relay" \
-    "$(med relay tput server_cpu_us_per_msg) us (window $WINDOW)"
+echo "  deliveries/s built-in broker / relay = $(medratio builtin relay tput deliveries_per_s) (window $WINDOW)"
+echo "  one subscriber, one message in flight: p50 / p99 us built-in $(med builtin hop p50_us) /" \
+    "$(med builtin hop p99_us), relay $(med relay hop p50_us) / $(med relay hop p99_us), RabbitMQ alone" \
+    "$(med rabbit hop p50_us) / $(med rabbit hop p99_us)"
+echo "  relay's added latency per message (relay - RabbitMQ alone, one subscriber): p50" \
+    "$(meddiff relay rabbit hop p50_us) ms, p99 $(meddiff relay rabbit hop p99_us) ms;" \
+    "at $SUBS subscribers, window 1: p50 $(meddiff relay rabbit lat p50_us) ms"
+echo "  CPU per delivery (window $WINDOW): rtserver built-in $(med builtin tput server_cpu_us_per_msg) us," \
+    "rtserver relaying $(med relay tput server_cpu_us_per_msg) us, RabbitMQ alone" \
+    "$(med rabbit tput server_cpu_us_per_msg) us"
