@@ -78,6 +78,7 @@ static void send_connect(rt_stomp_link *l) {
 
 static void link_free(rt_stomp_link *l) {
   rt_stomp_relay *r = l->r;
+  ev_timer_stop(srv_of(r)->loop, &l->timer);  /* link_open may fail after starting it */
   if (l->prev) l->prev->next = l->next;
   else r->links = l->next;
   if (l->next) l->next->prev = l->prev;
@@ -361,7 +362,9 @@ void rt_stomp_relay_free(rt_stomp_relay *r) {
   ev_timer_stop(srv_of(r)->loop, &r->retry);
   while (r->links) {
     rt_stomp_link *l = r->links;
-    if (l->dead) {  /* held up the stack: it cannot stay on a freed relay's list */
+    /* Closed but not yet freed: only a link's own on_read holds one, and the relay is
+     * freed from the loop (a reload turning it off) or at teardown, never under it. */
+    if (l->dead) {
       r->links = l->next;
       l->prev = l->next = NULL;
       l->busy = 0;
