@@ -365,13 +365,22 @@ void rt_stomp_relay_free(rt_stomp_relay *r) {
     /* Closed but not yet freed: only a link's own on_read holds one, and the relay is
      * freed from the loop (a reload turning it off) or at teardown, never under it. */
     if (l->dead) {
-      r->links = l->next;
-      l->prev = l->next = NULL;
       l->busy = 0;
       link_free(l);
       continue;
     }
+    rt_stomp_session *s = l->s;
+    if (!s || s->dead) {
+      rt_relay_link_close(l);
+      continue;
+    }
+    /* A reload turned the relay off: the session's subscriptions were the broker's, so
+     * it ends, and its client reconnects to whatever serves the prefixes now. */
+    rt_stomp_session_hold(s);
     rt_relay_link_close(l);
+    rt_stomp_session_error(s, NULL, "broker relay stopped",
+                           "The server no longer relays to a message broker; reconnect.");
+    rt_stomp_session_release(s);
   }
   free(r);
 }

@@ -362,6 +362,30 @@ static void test_broker_down(void **state) {
   close_peer(c);
 }
 
+/* A reload that turns the relay off ends the relayed sessions (their subscriptions were
+ * the broker's) and server sends go to the built-in broker again. */
+static void test_relay_turned_off(void **state) {
+  fix *x = *state;
+  peer *l1, *c1 = session(x, NULL, &l1);
+  peer *l2, *c2 = session(x, NULL, &l2);
+  rt_stomp_config cfg = x->ss->cfg;
+  cfg.relay.on = 0;
+  rt_stomp_server_configure(x->ss, &cfg);
+  assert_null(x->ss->relay);
+  for (peer **p = (peer *[]){c1, c2, NULL}; *p; p++) {
+    has(expect(x, *p, "ERROR"), "\nmessage:broker relay stopped\n");
+    assert_true(closed_by_server(x, *p, 2));
+  }
+  assert_true(closed_by_server(x, l1, 2));
+  assert_true(closed_by_server(x, l2, 2));
+  assert_true(closed_by_server(x, x->sys, 2));
+  rt_chunk *body = rt_chunk_copy("b", 1);
+  char err[200];
+  assert_int_equal(rt_stomp_publish(x->ss, "/topic/t", body, NULL, NULL, 0, err, sizeof err), 0);
+  rt_chunk_unref(body);
+  close_peer(c1), close_peer(l1), close_peer(c2), close_peer(l2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_frames_translated_both_ways, setup, teardown),
@@ -369,6 +393,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_broker_error_reaches_its_client_and_ends_it, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broker_lost, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broker_down, setup_down, teardown),
+      cmocka_unit_test_setup_teardown(test_relay_turned_off, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
