@@ -10,7 +10,7 @@ CC      ?= cc
 CLANG   ?= clang
 BUILD   ?= build
 
-PKGS     := luajit libprotobuf-c libnghttp2 zlib libcrypto hiredis
+PKGS     := luajit libprotobuf-c libnghttp2 zlib libssl libcrypto hiredis
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lwslay -lhttp_parser -lm -ldl -lpthread
 

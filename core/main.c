@@ -52,6 +52,14 @@ static void usage(FILE *f) {
       "      --workers N|auto    run N worker processes (auto: one per core) behind the same\n"
       "                          port(s), under one supervisor; topics are shared by all\n"
       "                          (through --engine if given, else through the supervisor)\n"
+      "      --tls-cert FILE     serve TLS on the port with this PEM certificate (chain\n"
+      "                          after it): https://, wss://, and gRPC over TLS (ALPN h2)\n"
+      "      --tls-key FILE      the certificate's PEM private key\n"
+      "      --tls-client-ca FILE  require client certificates signed by these PEM CAs\n"
+      "                          (mutual TLS); handlers see the verified peer\n"
+      "      --tls-handshake-timeout SEC  cut TLS handshakes that take longer (default 10)\n"
+      "                          TLS 1.2 and 1.3 only. SIGHUP (and --watch, when the files\n"
+      "                          change) reloads the certificate; open connections stay.\n"
       "      --lua-dir DIR       where rt.lua lives (default: next to the binary, then\n"
           "                          the install prefix)\n"
           "  -V, --version           print the version and exit\n"
@@ -65,6 +73,7 @@ typedef struct cli {
   double drain_until, drain_timeout;
   int stopping;
   int worker;  /* one of --workers: a repeated signal is the same stop, not "now" */
+  int tls;
 } cli;
 
 /* While draining: done when the last connection is gone or the drain time is up. */
@@ -99,6 +108,7 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents) {
   cli *c = w->data;
   char err[512];
   rt_server_reload(c->srv, err, sizeof err);
+  if (c->tls) rt_server_reload_tls(c->srv, err, sizeof err);
 }
 
 static int parse_number(const char *flag, const char *s, double min, double max, double *out) {
@@ -114,7 +124,8 @@ static int parse_number(const char *flag, const char *s, double min, double max,
 
 int main(int argc, char **argv) {
   enum { O_LOG_LEVEL = 256, O_LOG_JSON, O_IDLE, O_PING, O_WSIDLE, O_MAXMSG, O_MAXBODY, O_MAXOUT, O_LUADIR, O_WATCH, O_METRICS, O_DRAIN, O_HISTBYTES,
-         O_DEFLATE, O_DEFLATE_MIN, O_DEFLATE_TAKEOVER, O_ENGINE, O_WORKERS };
+         O_DEFLATE, O_DEFLATE_MIN, O_DEFLATE_TAKEOVER, O_ENGINE, O_WORKERS,
+         O_TLS_CERT, O_TLS_KEY, O_TLS_CA, O_TLS_HS };
   static const struct option opts[] = {
       {"listen", required_argument, 0, 'l'},     {"port", required_argument, 0, 'p'},
       {"log-level", required_argument, 0, O_LOG_LEVEL}, {"log-json", no_argument, 0, O_LOG_JSON},
@@ -128,6 +139,9 @@ int main(int argc, char **argv) {
       {"ws-deflate-min", required_argument, 0, O_DEFLATE_MIN},
       {"ws-deflate-takeover", required_argument, 0, O_DEFLATE_TAKEOVER},
       {"engine", required_argument, 0, O_ENGINE}, {"workers", required_argument, 0, O_WORKERS},
+      {"tls-cert", required_argument, 0, O_TLS_CERT}, {"tls-key", required_argument, 0, O_TLS_KEY},
+      {"tls-client-ca", required_argument, 0, O_TLS_CA},
+      {"tls-handshake-timeout", required_argument, 0, O_TLS_HS},
       {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
   rt_config cfg;
   rt_config_init(&cfg);
@@ -227,6 +241,13 @@ int main(int argc, char **argv) {
           workers = (int)v;
         }
         break;
+      case O_TLS_CERT: cfg.tls_cert = optarg; break;
+      case O_TLS_KEY: cfg.tls_key = optarg; break;
+      case O_TLS_CA: cfg.tls_client_ca = optarg; break;
+      case O_TLS_HS:
+        if (parse_number("--tls-handshake-timeout", optarg, 0.1, 3600, &cfg.tls_handshake_timeout) < 0)
+          return 2;
+        break;
       case 'V': printf("rtserver %s\n", RT_VERSION); return 0;
       case 'h': usage(stdout); return 0;
       default:
@@ -246,7 +267,8 @@ int main(int argc, char **argv) {
   if (workers > 0 && !is_worker) {
     rt_supervisor_opts so = {.workers = workers, .argv = argv, .hosts = listen_addrs,
                              .nhosts = nlisten, .port = (int)port,
-                             .drain_timeout = cfg.drain_timeout, .log_json = cfg.log_json};
+                             .drain_timeout = cfg.drain_timeout, .log_json = cfg.log_json,
+                             .tls = cfg.tls_cert != NULL};
     int rc = rt_supervise(&so);
     return rc;
   }
@@ -287,7 +309,7 @@ int main(int argc, char **argv) {
       return 1;
     }
 
-  cli c = {.srv = srv, .worker = is_worker};
+  cli c = {.srv = srv, .worker = is_worker, .tls = cfg.tls_cert != NULL};
   ev_timer_init(&c.drain, on_drain_tick, 0.02, 0.05);
   c.drain.data = &c;
   c.drain_until = ev_now(loop) + 1e9;
@@ -307,12 +329,14 @@ int main(int argc, char **argv) {
   for (int i = 0; i < nlisten; i++) {
     int v6 = strchr(listen_addrs[i], ':') != NULL;
     /* A worker's line differs: the supervisor says "listening" once all are. */
+    const char *scheme = cfg.tls_cert ? "https" : "http";
     if (is_worker)
-      fprintf(stderr, "rtserver worker %d (pid %d) serving http://%s%s%s:%d/\n", worker_index,
-              (int)getpid(), v6 ? "[" : "", listen_addrs[i], v6 ? "]" : "", rt_server_port(srv));
+      fprintf(stderr, "rtserver worker %d (pid %d) serving %s://%s%s%s:%d/\n", worker_index,
+              (int)getpid(), scheme, v6 ? "[" : "", listen_addrs[i], v6 ? "]" : "",
+              rt_server_port(srv));
     else
-      fprintf(stderr, "rtserver listening on http://%s%s%s:%d/\n", v6 ? "[" : "", listen_addrs[i],
-              v6 ? "]" : "", rt_server_port(srv));
+      fprintf(stderr, "rtserver listening on %s://%s%s%s:%d/\n", scheme, v6 ? "[" : "",
+              listen_addrs[i], v6 ? "]" : "", rt_server_port(srv));
   }
   if (is_worker) rt_worker_ready(srv);
 

@@ -58,6 +58,12 @@ typedef struct rt_config {
    * separated by commas (each name goes to one of them by its hash). NULL = alone. */
   const char *engine;
   int reuse_port;               /* listen with SO_REUSEPORT: processes share a port (--workers) */
+  /* TLS on every listening port (HTTP/1.1, WebSocket, SockJS, and gRPC by ALPN h2), and on
+   * STOMP's TCP port when the app asks (tls = true). NULL cert and key: plain TCP. */
+  const char *tls_cert;         /* PEM certificate, chain after it */
+  const char *tls_key;          /* PEM private key */
+  const char *tls_client_ca;    /* PEM CAs: require and verify client certificates */
+  double tls_handshake_timeout; /* seconds a TLS handshake may take (default 10) */
 } rt_config;
 
 void rt_config_init(rt_config *cfg);
@@ -78,6 +84,9 @@ int rt_server_register_function(rt_server *srv, const char *name,
                                 int (*fn)(struct lua_State *L));
 /* Loads the app script again; on failure the old code keeps serving. */
 int rt_server_reload(rt_server *srv, char *err, size_t errlen);
+/* Reads the TLS certificate, key and client CAs again: new handshakes use them, open
+ * connections keep theirs. On failure the old certificate stays and err says why. */
+int rt_server_reload_tls(rt_server *srv, char *err, size_t errlen);
 /* Graceful stop: stops accepting, says goodbye on every connection (WebSocket close 1001,
  * HTTP/2 GOAWAY, STOMP ERROR), lets in-flight requests finish. rt_server_connections()
  * reaches 0 when all are gone; the host may free the server earlier (after its drain

@@ -403,7 +403,7 @@ function dispatch.http(id, req, peer)
       if not protocol then return end
       local ws = setmetatable({ id = id, route = route.path, params = params,
                                 protocol = protocol ~= "" and protocol or nil, peer = peer,
-                                data = {} }, WS)
+                                tls = req.tls, data = {} }, WS)
       conns[id] = ws
       if h.open then h.open(ws, req) end
       return

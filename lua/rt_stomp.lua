@@ -77,7 +77,7 @@ end
 
 local function view(s, st, path)
   return setmetatable({ id = s.id, conn = s.conn, user = s.user, login = s.login, peer = s.peer,
-                        version = s.version, transport = s.transport, data = s.data,
+                        tls = s.tls, version = s.version, transport = s.transport, data = s.data,
                         path = path, _stomp = st }, Session)
 end
 
@@ -108,6 +108,7 @@ local function prefix_list(v, what)
 end
 
 -- rt.stomp { endpoint = "/ws" | {...} | false, tcp_port = n, tcp_host = "addr",
+--            tls = true (the TCP port speaks TLS with the server's --tls-cert),
 --            app = "/app", broker = { "/topic", "/queue" } (or topics = {...}, queues = {...}),
 --            user = "/user", heartbeat = { send_ms, recv_ms }, auth = function(login,
 --            passcode, info) return ok, why_or_user end, origins = {...}, limits... }
@@ -135,7 +136,7 @@ function rt.stomp(opts)
     app = (app_prefix:gsub("/+$", "")), user = (user_prefix:gsub("/+$", "")),
     topics = topics, queues = queues,
     heartbeat_send = hb[1] or 0, heartbeat_recv = hb[2] or 0,
-    tcp_port = opts.tcp_port, tcp_host = opts.tcp_host,
+    tcp_port = opts.tcp_port, tcp_host = opts.tcp_host, tls = opts.tls and true or false,
     relay = opts.relay,
   }
   for _, k in ipairs { "max_body", "max_headers", "max_header_line", "max_destination",
@@ -234,7 +235,7 @@ function dispatch.stomp_connect(id, info)
   end
   -- Registered first: accepting runs the frames that queued behind CONNECT right away.
   local s = { id = info.session, conn = id, user = user, login = info.login, peer = info.peer,
-              version = info.version, transport = info.transport, data = {} }
+              tls = info.tls, version = info.version, transport = info.transport, data = {} }
   sessions[id] = s
   if not core.stomp_accept(id, user) then
     sessions[id] = nil

@@ -3,8 +3,19 @@
 #include "http1.h"
 #include "net/listen.h"
 #include "net/server_int.h"
+#include "net/tls.h"
 
-static void on_accept(rt_conn *c, void *data) { rt_http1_start(c); }
+static void on_accept(rt_conn *c, void *data) {
+  rt_server *srv = c->srv;
+  /* With a certificate the port speaks TLS: the handshake runs under HTTP/1.1, which
+   * sees only plaintext (and hands an HTTP/2 preface on, as without TLS). */
+  if (srv->tls && rt_tls_accept(c, srv->tls, srv->cfg.tls_handshake_timeout) < 0) {
+    rt_warn(&srv->log, "%s: out of memory for TLS; closing", c->peer);
+    rt_conn_close(c);
+    return;
+  }
+  rt_http1_start(c);
+}
 
 int rt_server_listen(rt_server *srv, const char *host, int port, char *err, size_t errlen) {
   rt_listener *l = rt_listen(srv, host, port, on_accept, NULL, err, errlen);

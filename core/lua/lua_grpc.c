@@ -299,6 +299,8 @@ static int l_grpc_info(lua_State *L) {
   lua_setfield(L, -2, "path");
   lua_pushstring(L, rt_grpc_srv_peer(call));
   lua_setfield(L, -2, "peer");
+  rt_lua_push_tls(L, rt_conn_find(rt_lua_server(L), rt_grpc_srv_conn_id(call)));
+  lua_setfield(L, -2, "tls");
   lua_pushstring(L, rt_grpc_srv_authority(call));
   lua_setfield(L, -2, "authority");
   double dl = rt_grpc_srv_deadline(call);

@@ -41,6 +41,8 @@ void rt_lua_http_request(rt_server *srv, void *data, uint64_t conn, const rt_htt
   lua_State *co = rt_lua_prepare(lx, "http");
   lua_pushnumber(co, (lua_Number)conn);
   push_request(co, req);
+  rt_lua_push_tls(co, rt_conn_find(srv, conn));
+  lua_setfield(co, -2, "tls");
   lua_pushstring(co, peer);
   rt_lua_start(lx, co, 3, conn);
 }

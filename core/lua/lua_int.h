@@ -89,6 +89,8 @@ double rt_lua_opt_number(lua_State *L, int idx, const char *api, const char *fie
 int rt_lua_binary_arg(lua_State *L, int idx, const char *data, size_t len);
 /* The rt_lua a lua_CFunction runs under. */
 rt_lua *rt_lua_of(lua_State *L);
+/* Pushes { version, alpn, resumed, peer, subject } for a TLS connection, else nil. */
+void rt_lua_push_tls(lua_State *L, const rt_conn *c);
 
 static inline rt_server *rt_lua_server(lua_State *L) {
   return (rt_server *)lua_touserdata(L, lua_upvalueindex(1));

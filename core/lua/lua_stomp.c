@@ -58,6 +58,8 @@ static void hook_connect(void *ud, rt_stomp_session *s, const rt_stomp_frame *f)
   set_str(co, "host", rt_stomp_frame_get(f, "host"));
   set_str(co, "session", s->id);
   set_str(co, "peer", s->conn->peer);
+  rt_lua_push_tls(co, s->conn);
+  lua_setfield(co, -2, "tls");
   set_str(co, "transport", s->tp->name);
   set_str(co, "version", s->version == 12 ? "1.2" : s->version == 11 ? "1.1" : "1.0");
   push_headers(co, f);
@@ -239,6 +241,15 @@ static int l_configure(lua_State *L) {
   lua_getfield(L, 1, "tcp_host");
   const char *host = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
   if (want < -1 || want > 65535) return luaL_error(L, "rt.stomp: tcp_port %d is out of range", want);
+  lua_getfield(L, 1, "tls");
+  int tls = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (tls && !srv->tls)
+    return luaL_error(L, "rt.stomp: tls = true needs the server's certificate (--tls-cert and --tls-key)");
+  if (tls != ss->tcp_tls) {
+    ss->tcp_tls = tls;  /* takes effect on a new listener */
+    ss->tcp_want = -2;
+  }
   if (want < 0) {
     rt_stomp_tcp_close(ss);
   } else if (!(ss->tcp_want == want && strcmp(ss->tcp_host, host ? host : "") == 0)) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "server_int.h"
+#include "tls.h"
 
 #define MAX_IOV 512  /* fan-out queues many small chunks: one sendmsg takes them all */
 #define READ_CHUNK 16384
@@ -129,6 +130,10 @@ static void schedule_flush(rt_conn *c) {
   c->srv->flush_list = c;
 }
 
+void rt_conn_schedule_flush(rt_conn *c) {
+  if (!c->closing) schedule_flush(c);
+}
+
 int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk) {
   if (c->closing) return -1;
   if (rt_outq_push(&c->out, chunk) < 0) {
@@ -171,6 +176,7 @@ int rt_conn_write(rt_conn *c, const void *p, size_t n) {
 /* Writes what the socket takes. Returns 1 when the queue is empty, 0 when the socket is
  * full, -1 when the connection died. */
 static int flush(rt_conn *c) {
+  if (c->tls) return rt_tls_flush(c);
   while (rt_outq_count(&c->out)) {
     struct iovec iov[MAX_IOV];
     int n = 0;
@@ -199,6 +205,13 @@ static int flush(rt_conn *c) {
 static void after_flush(rt_conn *c, int rc) {
   struct ev_loop *loop = c->srv->loop;
   if (rc < 0) return;
+  if (rc == 2) {  /* TLS: the output waits for the handshake, which reading drives */
+    if (c->write_armed) {
+      c->write_armed = 0;
+      ev_io_stop(loop, &c->wio);
+    }
+    return;
+  }
   if (rc == 0) {
     if (!c->write_armed) {
       c->write_armed = 1;
@@ -258,10 +271,12 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   if (rt_buf_reserve(&c->in, READ_CHUNK) < 0) {
     rt_conn_close(c);
   } else {
-    /* recv rather than read: a socket read takes the shorter path through the kernel. */
-    ssize_t n = recv(c->fd, rt_buf_end(&c->in), c->in.cap - c->in.off - c->in.len, 0);
+    /* recv rather than read: a socket read takes the shorter path through the kernel.
+     * Over TLS, tls.c receives and appends the plaintext to c->in itself. */
+    ssize_t n = c->tls ? rt_tls_read(c)
+                       : recv(c->fd, rt_buf_end(&c->in), c->in.cap - c->in.off - c->in.len, 0);
     if (n > 0) {
-      c->in.len += (size_t)n;
+      if (!c->tls) c->in.len += (size_t)n;
       c->last_active = ev_now(loop);
       if (c->proto->on_read) c->proto->on_read(c);
     } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
@@ -301,7 +316,7 @@ void rt_conn_close_after_write(rt_conn *c) {
   ev_timer_stop(c->srv->loop, &c->tick);
   ev_timer_set(&c->tick, CLOSE_GRACE / 10, CLOSE_GRACE / 10);
   ev_timer_start(c->srv->loop, &c->tick);
-  if (rt_outq_count(&c->out) == 0) rt_conn_close(c);
+  if (rt_outq_count(&c->out) == 0 && rt_tls_unsent(c) == 0) rt_conn_close(c);
   else schedule_flush(c);
 }
 
@@ -342,6 +357,7 @@ void rt_conn_reap(rt_server *srv) {
     rt_outq_clear(&c->out);
     rt_buf_free(&c->in);
     free(c->user);
+    rt_tls_free(c);
     free(c);
   }
 }

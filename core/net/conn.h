@@ -49,6 +49,7 @@ struct rt_conn {
   rt_conn *next_dead;
   struct rt_sub *subs;         /* broker subscriptions, dropped on close */
   char *user;                  /* who the peer authenticated as (presence), or NULL */
+  struct rt_tls *tls;          /* TLS between the socket and c->in/c->out; NULL: plain */
   char peer[64];
 };
 
@@ -57,6 +58,8 @@ void rt_conn_set_proto(rt_conn *c, const rt_proto *p, int kind, void *state);
 /* Queues bytes; the flush happens before the loop next blocks. Returns -1 when closing. */
 int rt_conn_write_chunk(rt_conn *c, rt_chunk *chunk);
 int rt_conn_write(rt_conn *c, const void *p, size_t n);
+/* Asks for a flush before the loop next blocks (the TLS layer has bytes to send). */
+void rt_conn_schedule_flush(rt_conn *c);
 void rt_conn_pause_read(rt_conn *c, int paused);
 /* Resumes reading, but hands bytes already buffered to the protocol on the next loop
  * turn, not now: the caller (an upgrade) is not done setting the connection up. */

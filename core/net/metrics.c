@@ -9,6 +9,7 @@
 #include "history.h"
 #include "server_int.h"
 #include "workers.h"
+#include "tls.h"
 
 void rt_metrics_add(rt_server *srv, const char *name, const char *labels, double delta) {
   char key[512];
@@ -98,6 +99,20 @@ void rt_metrics_render(rt_server *srv, rt_buf *out) {
             m->engine_bad_messages);
     counter(out, "rtserver_engine_outages_total", "Times a connection to the engine was lost.",
             m->engine_outages);
+  }
+  if (srv->tls) {
+    counter(out, "rtserver_tls_handshakes_total", "TLS handshakes completed on the server's ports.",
+            m->tls_handshakes);
+    counter(out, "rtserver_tls_resumed_total", "Of those, sessions resumed (ticket or cache).",
+            m->tls_resumed);
+    rt_buf_appendf(out, "# HELP rtserver_tls_handshake_failures_total TLS handshakes that failed, by reason.\n"
+                        "# TYPE rtserver_tls_handshake_failures_total counter\n");
+    for (int i = 0; i < RT_TLS_FAIL_COUNT; i++)
+      rt_buf_appendf(out, "rtserver_tls_handshake_failures_total{reason=\"%s\"} %ld\n",
+                     rt_tls_fail_names[i], m->tls_failed[i]);
+    counter(out, "rtserver_tls_reloads_total", "Certificate reloads that took effect.", m->tls_reloads);
+    counter(out, "rtserver_tls_reload_failures_total", "Certificate reloads refused (old one kept).",
+            m->tls_reload_failures);
   }
   render_labeled(srv, out);
 }

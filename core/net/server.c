@@ -13,6 +13,8 @@
 #include "metrics.h"
 #include "server_int.h"
 #include "workers.h"
+#include "tls.h"
+#include "tls_server.h"
 
 void rt_config_init(rt_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -27,6 +29,7 @@ void rt_config_init(rt_config *cfg) {
   cfg->ws_deflate_min = 256;
   cfg->max_output_bytes = 4 * 1024 * 1024;
   cfg->drain_timeout = 10;
+  cfg->tls_handshake_timeout = 10;
 }
 
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents) {
@@ -58,6 +61,11 @@ rt_server *rt_server_new(struct ev_loop *loop, const rt_config *cfg, char *err, 
   ev_prepare_start(loop, &srv->flush_watcher);
   /* The prepare watcher must not keep ev_run alive by itself. */
   ev_unref(loop);
+  if (rt_tls_server_init(srv, err, errlen) < 0) {
+    rt_server_free(srv);
+    return NULL;
+  }
+  rt_tls_server_watch(srv);
   srv->broker = rt_broker_new(srv);
   if (!srv->broker) {
     snprintf(err, errlen, "out of memory");
@@ -137,12 +145,14 @@ void rt_server_free(rt_server *srv) {
     srv->engine->ops->free(srv->engine);
   }
   rt_worker_free(srv);
+  rt_tls_server_free(srv);
   rt_broker_free(srv->broker);
   ev_ref(srv->loop);
   ev_prepare_stop(srv->loop, &srv->flush_watcher);
   rt_metrics_free(srv);
   if (srv->ws_z_free) srv->ws_z_free(srv);
   rt_buf_free(&srv->read_scratch);
+  rt_buf_free(&srv->tls_scratch);
   rt_chunk_pool_drain(&srv->small_chunks);  /* after every connection let go of its queue */
   free(srv->slots);
   free(srv->slot_gen);

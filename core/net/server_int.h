@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/map.h"
 #include "rtserver.h"
+#include "tls.h"
 
 typedef struct rt_broker rt_broker;
 typedef struct rt_listener rt_listener;
@@ -24,6 +25,9 @@ typedef struct rt_metrics {
   long http_requests;
   long engine_published, engine_publish_failures, engine_received, engine_bad_messages;
   long engine_outages;
+  long tls_handshakes, tls_resumed;
+  long tls_failed[RT_TLS_FAIL_COUNT];  /* failed handshakes by reason */
+  long tls_reloads, tls_reload_failures;
 } rt_metrics;
 
 struct rt_server {
@@ -44,6 +48,10 @@ struct rt_server {
   rt_buf read_scratch;     /* connections read here first (conn.c) */
   int read_scratch_busy;
   rt_chunk_pool small_chunks;  /* write queues' coalescing chunks (conn.c) */
+  rt_buf tls_scratch;      /* TLS connections encrypt here first (tls.c) */
+  int tls_scratch_busy;
+  struct rt_tls_ctx *tls;  /* the listening port's certificate; NULL: plain */
+  struct rt_tls_watch *tls_watch;  /* --watch on the certificate files */
   rt_conn *flush_list;
   rt_conn *dead_list;
 

@@ -149,8 +149,9 @@ static void announce(sup *s) {
   s->announced = 1;
   for (int h = 0; h < s->o->nhosts; h++) {
     int v6 = strchr(s->o->hosts[h], ':') != NULL;
-    fprintf(stderr, "rtserver listening on http://%s%s%s:%d/ (%d workers)\n", v6 ? "[" : "",
-            s->o->hosts[h], v6 ? "]" : "", s->port, s->n);
+    fprintf(stderr, "rtserver listening on %s://%s%s%s:%d/ (%d workers)\n",
+            s->o->tls ? "https" : "http", v6 ? "[" : "", s->o->hosts[h], v6 ? "]" : "", s->port,
+            s->n);
   }
 }
 

@@ -50,6 +50,7 @@ typedef struct rt_supervisor_opts {
   int port;
   double drain_timeout;
   int log_json;
+  int tls;                    /* the workers serve TLS: the banner says https:// */
 } rt_supervisor_opts;
 
 /* Runs the supervisor until its workers are gone; returns the exit code. */

@@ -166,6 +166,7 @@ struct rt_stomp_server {
   ev_timer tcp_defer;         /* listens once the main server's addresses are known */
   char tcp_host[64];
   int tcp_want;               /* the port asked for, -1 = none */
+  int tcp_tls;                /* the TCP port speaks TLS with the server's certificate */
   rt_stomp_buf scratch;
   rt_stomp_relay *relay;      /* the broker relay, when configured */
 };

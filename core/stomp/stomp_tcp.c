@@ -7,6 +7,7 @@
 
 #include "net/listen.h"
 #include "net/server_int.h"
+#include "net/tls.h"
 #include "stomp.h"
 
 static const rt_proto stomp_tcp_proto;
@@ -98,7 +99,15 @@ rt_stomp_session *rt_stomp_tcp_attach(rt_stomp_server *ss, rt_conn *c) {
   return s;
 }
 
-static void on_accept(rt_conn *c, void *data) { rt_stomp_tcp_attach(data, c); }
+static void on_accept(rt_conn *c, void *data) {
+  rt_stomp_server *ss = data;
+  rt_server *srv = c->srv;
+  if (ss->tcp_tls && srv->tls && rt_tls_accept(c, srv->tls, srv->cfg.tls_handshake_timeout) < 0) {
+    rt_conn_close(c);
+    return;
+  }
+  rt_stomp_tcp_attach(ss, c);
+}
 
 static void add_listeners(rt_stomp_server *ss, rt_listener *l) {
   rt_listener *last = l;
@@ -111,8 +120,8 @@ static int listen_host(rt_stomp_server *ss, const char *host, int port, char *er
   rt_listener *l = rt_listen(ss->srv, host, port, on_accept, ss, err, errlen);
   if (!l) return -1;
   add_listeners(ss, l);
-  rt_info(&ss->srv->log, "STOMP over TCP listening on %s%s%s:%d", strchr(host, ':') ? "[" : "",
-          host, strchr(host, ':') ? "]" : "", l->port);
+  rt_info(&ss->srv->log, "STOMP over TCP%s listening on %s%s%s:%d", ss->tcp_tls ? " (TLS)" : "",
+          strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", l->port);
   return l->port;
 }
 

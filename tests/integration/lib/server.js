@@ -103,8 +103,8 @@ class Server {
 
   // host as it goes into a URL: [::1] for IPv6
   get urlHost() { return this.host.includes(':') ? `[${this.host}]` : this.host; }
-  url(p = '/') { return `http://${this.urlHost}:${this.port}${p}`; }
-  wsUrl(p = '/') { return `ws://${this.urlHost}:${this.port}${p}`; }
+  url(p = '/') { return `${this.tls ? 'https' : 'http'}://${this.urlHost}:${this.port}${p}`; }
+  wsUrl(p = '/') { return `${this.tls ? 'wss' : 'ws'}://${this.urlHost}:${this.port}${p}`; }
 
   _onStderr(chunk) {
     this._stderr += chunk;
@@ -196,7 +196,7 @@ async function startServer({ app = 'apps/echo.lua', args = [], env = {}, timeout
     for (const w of srv._exitWaiters.splice(0)) w();
   });
 
-  const ready = srv.waitForStderr(/rtserver listening on http:\/\/(\[[^\]]+\]|[^:/\s]+):(\d+)\//, { timeoutMs });
+  const ready = srv.waitForStderr(/rtserver listening on (https?):\/\/(\[[^\]]+\]|[^:/\s]+):(\d+)\//, { timeoutMs });
   const died = new Promise((_, reject) => {
     child.on('exit', async () => {
       if (srv.port) return;
@@ -217,8 +217,9 @@ async function startServer({ app = 'apps/echo.lua', args = [], env = {}, timeout
     srv._cancelWaiters();
     throw e;
   }
-  srv.host = m[1].replace(/^\[|\]$/g, '');
-  srv.port = Number(m[2]);
+  srv.tls = m[1] === 'https';
+  srv.host = m[2].replace(/^\[|\]$/g, '');
+  srv.port = Number(m[3]);
   return srv;
 }
 

@@ -24,7 +24,7 @@ ASAN = bool(os.environ.get("RT_ASAN"))
 SLOW = 3 if ASAN else 1
 
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-BANNER = re.compile(r"rtserver listening on http://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
+BANNER = re.compile(r"rtserver listening on (?:https?)://(\[[^\]]+\]|[^:/\s]+):(\d+)/")
 
 _serial = [0]
 
