@@ -316,7 +316,8 @@ void rt_conn_close_after_write(rt_conn *c) {
   ev_timer_stop(c->srv->loop, &c->tick);
   ev_timer_set(&c->tick, CLOSE_GRACE / 10, CLOSE_GRACE / 10);
   ev_timer_start(c->srv->loop, &c->tick);
-  if (rt_outq_count(&c->out) == 0 && rt_tls_unsent(c) == 0) rt_conn_close(c);
+  /* TLS has a last word to say (close_notify): its flush says it. */
+  if (rt_outq_count(&c->out) == 0 && !c->tls) rt_conn_close(c);
   else schedule_flush(c);
 }
 

@@ -27,7 +27,8 @@ struct rt_tls {
   size_t in_len;
   rt_buf out;           /* ciphertext for the socket */
   ev_timer handshake;   /* cuts a handshake that stalls */
-  unsigned server : 1, established : 1, failed : 1, plain_reply : 1, resumed : 1, sniffed : 1;
+  unsigned server : 1, established : 1, failed : 1, plain_reply : 1, resumed : 1, sniffed : 1,
+      said_goodbye : 1;
   char alpn[16];
   char *peer_name, *peer_subject;
   char error[200];
@@ -234,6 +235,9 @@ static void fail(rt_conn *c, int why, const char *what, const char *detail) {
   if (vr != X509_V_OK && !t->established) {
     detail = X509_verify_cert_error_string(vr);
     if (why == RT_TLS_FAIL_PROTOCOL) why = RT_TLS_FAIL_VERIFY;
+  } else if (why == RT_TLS_FAIL_PROTOCOL &&
+             ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+    why = RT_TLS_FAIL_VERIFY;
   }
   ERR_clear_error();
   snprintf(t->error, sizeof t->error, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
@@ -403,7 +407,16 @@ static int flush_tls(rt_conn *c) {
   for (;;) {
     int rc = send_out(c, &t->out);
     if (rc <= 0) return rc;
-    if (!rt_outq_count(&c->out)) return 1;
+    if (!rt_outq_count(&c->out)) {
+      /* Closing after the last bytes: end with close_notify, so the peer knows nothing
+       * was cut off (Python's ssl, for one, reports an EOF without it as an error). */
+      if (!c->close_after_write || !t->established || t->said_goodbye) return 1;
+      t->said_goodbye = 1;
+      ERR_clear_error();
+      SSL_shutdown(t->ssl);
+      ERR_clear_error();
+      continue;
+    }
     if (!t->established) return 2;
     if (encrypt_queue(c) < 0) return -1;
   }
