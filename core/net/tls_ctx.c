@@ -74,7 +74,11 @@ static int load_server_files(SSL_CTX *s, char *const *files, char *err, size_t e
     return -1;
   }
   if (SSL_CTX_use_PrivateKey_file(s, files[1], SSL_FILETYPE_PEM) != 1) {
-    snprintf(what, sizeof what, "cannot load the key '%s'", files[1]);
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+      snprintf(what, sizeof what, "the key '%s' does not match the certificate '%s'", files[1],
+               files[0]);
+    else
+      snprintf(what, sizeof what, "cannot load the key '%s'", files[1]);
     ssl_err(err, errlen, what);
     return -1;
   }

@@ -2,6 +2,7 @@
 //
 //   const { launchBrowser } = require('./lib/browser');
 //   const browser = await launchBrowser();   // browser.context: a fresh profile
+//   launchBrowser({ args: [...] })            // more chromium flags
 //   ...
 //   await browser.close();                   // closes it and removes the profile
 'use strict';
@@ -15,7 +16,7 @@ const { SLOW } = require('./server');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 15000 * SLOW;
 
-async function launchBrowser() {
+async function launchBrowser({ args = [] } = {}) {
   assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing (apt-get install chromium)`);
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'rt-chromium-'));
   // Without the background-networking flags chromium keeps dialing hosts this closed
@@ -26,7 +27,7 @@ async function launchBrowser() {
     timeout: TIMEOUT,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
            '--disable-background-networking', '--disable-component-update', '--disable-sync',
-           '--no-proxy-server'],
+           '--no-proxy-server', ...args],
   });
   context.setDefaultTimeout(TIMEOUT);
   return {
