@@ -14,10 +14,22 @@
 --   rtserver --port 9090 apps/user_service.lua &
 --   curl -X POST localhost:8080/orders -d '{"item":"book","user_id":1}'   -> "user_name":"..."
 -- USER_SERVICE names another address; if the user service is down the order is still taken.
+-- Over TLS (the user service started with --tls-cert/--tls-key): USER_SERVICE_CA names the
+-- CA file to verify it with ("system" for the system's CAs), USER_SERVICE_NAME the name its
+-- certificate carries (default: the host in USER_SERVICE), and USER_SERVICE_CERT and
+-- USER_SERVICE_KEY a client certificate when it asks for one (--tls-client-ca).
 local rt = require "rt"
 
+local function user_service_tls()
+  local ca = os.getenv("USER_SERVICE_CA")
+  if not ca then return nil end
+  return { ca = ca ~= "system" and ca or nil, server_name = os.getenv("USER_SERVICE_NAME"),
+           cert = os.getenv("USER_SERVICE_CERT"), key = os.getenv("USER_SERVICE_KEY") }
+end
+
 local users = rt.grpc.client(os.getenv("USER_SERVICE") or "127.0.0.1:9090",
-                             "../proto/user.proto", "user.UserService", { timeout = 1 })
+                             "../proto/user.proto", "user.UserService",
+                             { timeout = 1, tls = user_service_tls() })
 
 local tcp = os.getenv("RT_STOMP_TCP_PORT") or "61613"
 -- RT_STOMP_RELAY=host:port puts /topic and /queue on that STOMP broker (RabbitMQ with its

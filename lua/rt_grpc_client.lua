@@ -51,6 +51,9 @@ local function check_opts(o, what)
   if o.metadata ~= nil and type(o.metadata) ~= "table" then
     error(what .. ": metadata must be a table", 3)
   end
+  if o.tls ~= nil and type(o.tls) ~= "boolean" and type(o.tls) ~= "table" then
+    error(what .. ": tls must be true or { ca =, server_name =, cert =, key =, verify = }", 3)
+  end
   return o
 end
 
@@ -211,13 +214,22 @@ local function resolve(path)
   return path
 end
 
--- rt.grpc.client(target, proto, service, { timeout =, metadata =, max_message = })
+-- rt.grpc.client(target, proto, service, { timeout =, metadata =, max_message =, tls = })
+-- tls = true verifies the server against the system's CAs for the target's host name;
+-- tls = { ca = "ca.pem", server_name = "users.internal", cert = "me.pem", key = "me.key" }
+-- names the CAs, the name the certificate must carry, and a client certificate (mutual
+-- TLS). Relative paths are taken from the app's folder, like the proto.
 function rt.grpc.client(target, proto, service, opts)
   if type(target) ~= "string" then error("rt.grpc.client: target must be \"host:port\"", 2) end
   if type(proto) ~= "string" then error("rt.grpc.client: proto must be a .proto or descriptor set path", 2) end
   if type(service) ~= "string" then error("rt.grpc.client: service must be a full name like \"pkg.Service\"", 2) end
   opts = check_opts(opts, "rt.grpc.client")
-  local c, methods = core.grpc_client_new(target, resolve(proto), service, opts.max_message)
+  local tls = opts.tls
+  if type(tls) == "table" then
+    tls = { ca = tls.ca and resolve(tls.ca), cert = tls.cert and resolve(tls.cert),
+            key = tls.key and resolve(tls.key), server_name = tls.server_name, verify = tls.verify }
+  end
+  local c, methods = core.grpc_client_new(target, resolve(proto), service, opts.max_message, tls)
   local self = setmetatable({ _c = c, target = target, service = service,
                               timeout = opts.timeout, metadata = opts.metadata }, Client)
   for _, m in ipairs(methods) do

@@ -19,6 +19,7 @@
 #include "grpc_client.h"
 #include "grpc_client_int.h"
 #include "net/server_int.h"
+#include "net/tls_ctx.h"
 
 #define USER_AGENT "grpc-rtserver/" RT_VERSION
 
@@ -187,6 +188,8 @@ void rt_grpc_client_free(rt_grpc_client *cli) {
   while (cli->channels) {
     rt_grpc_channel *ch = cli->channels;
     cli->channels = ch->next;
+    rt_tls_ctx_unref(ch->tls);
+    free(ch->tls_key);
     free(ch->target);
     free(ch);
   }
@@ -195,8 +198,46 @@ void rt_grpc_client_free(rt_grpc_client *cli) {
 
 rt_grpc_channel *rt_grpc_client_channel(rt_grpc_client *cli, const char *target, char *err,
                                         size_t errlen) {
+  return rt_grpc_client_channel_tls(cli, target, NULL, err, errlen);
+}
+
+static char *tls_key(const rt_grpc_tls *t) {
+  if (!t) return strdup("");
+  size_t n = 32;
+  const char *parts[4] = {t->ca, t->cert, t->key, t->server_name};
+  for (int i = 0; i < 4; i++) n += parts[i] ? strlen(parts[i]) + 1 : 1;
+  char *k = malloc(n);
+  if (k) snprintf(k, n, "tls %d\n%s\n%s\n%s\n%s", t->no_verify, t->ca ? t->ca : "", t->cert ? t->cert : "",
+                  t->key ? t->key : "", t->server_name ? t->server_name : "");
+  return k;
+}
+
+static int channel_tls(rt_grpc_channel *ch, const rt_grpc_tls *t, char *err, size_t errlen) {
+  if (!t) return 0;
+  rt_tls_ctx_opts o = {.ca = t->ca, .cert = t->cert, .key = t->key, .no_verify = t->no_verify};
+  ch->tls = rt_tls_client_ctx_new(&o, err, errlen);
+  if (!ch->tls) return -1;
+  snprintf(ch->server_name, sizeof ch->server_name, "%s", t->server_name ? t->server_name : ch->host);
+  return 0;
+}
+
+struct rt_tls_ctx *rt_grpc_channel_tls(const rt_grpc_channel *ch, const char **server_name) {
+  *server_name = ch->server_name;
+  return ch->tls;
+}
+
+rt_grpc_channel *rt_grpc_client_channel_tls(rt_grpc_client *cli, const char *target,
+                                            const rt_grpc_tls *tls, char *err, size_t errlen) {
+  char *key = tls_key(tls);
+  if (!key) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
   for (rt_grpc_channel *ch = cli->channels; ch; ch = ch->next)
-    if (!strcmp(ch->target, target)) return ch;
+    if (!strcmp(ch->target, target) && !strcmp(ch->tls_key, key)) {
+      free(key);
+      return ch;
+    }
   if (cli->nchannels >= RT_GRPC_CLIENT_MAX_TARGETS) {
     snprintf(err, errlen, "more than %d gRPC targets", RT_GRPC_CLIENT_MAX_TARGETS);
     return NULL;
@@ -204,12 +245,21 @@ rt_grpc_channel *rt_grpc_client_channel(rt_grpc_client *cli, const char *target,
   rt_grpc_channel *ch = calloc(1, sizeof *ch);
   if (!ch || !(ch->target = strdup(target))) {
     free(ch);
+    free(key);
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  ch->tls_key = key;
   if (rt_h2c_parse_target(target, ch->host, sizeof ch->host, ch->port, sizeof ch->port, ch->authority,
                    sizeof ch->authority) < 0) {
     snprintf(err, errlen, "bad gRPC target '%s' (expected host:port or [v6addr]:port)", target);
+    free(ch->tls_key);
+    free(ch->target);
+    free(ch);
+    return NULL;
+  }
+  if (channel_tls(ch, tls, err, errlen) < 0) {
+    free(ch->tls_key);
     free(ch->target);
     free(ch);
     return NULL;

@@ -60,6 +60,18 @@ void rt_grpc_client_free(rt_grpc_client *cli);
 rt_grpc_channel *rt_grpc_client_channel(rt_grpc_client *cli, const char *target, char *err,
                                         size_t errlen);
 
+/* TLS to the target: the server's certificate is verified against ca (NULL: the system's
+ * CAs) for server_name (NULL: the target's host), unless no_verify; cert and key are a
+ * client certificate for mutual TLS. */
+typedef struct rt_grpc_tls {
+  const char *ca, *cert, *key, *server_name;
+  int no_verify;
+} rt_grpc_tls;
+/* The same with TLS (tls NULL: plain). A target with other TLS settings is another
+ * channel. NULL + err when the files do not load. */
+rt_grpc_channel *rt_grpc_client_channel_tls(rt_grpc_client *cli, const char *target,
+                                            const rt_grpc_tls *tls, char *err, size_t errlen);
+
 typedef struct rt_grpc_client_stats {
   long connects;       /* TCP connections opened (successfully) */
   long connect_fails;
@@ -143,6 +155,8 @@ int rt_h2c_parse_target(const char *target, char *host, size_t hostlen, char *po
 rt_h2c *rt_h2c_new(rt_grpc_client *cli, rt_grpc_channel *ch, rt_server *srv, const char *host,
                    const char *port);
 rt_grpc_channel *rt_h2c_channel(const rt_h2c *h);
+/* The channel's TLS context (NULL: plain) and the name its certificate must carry. */
+struct rt_tls_ctx *rt_grpc_channel_tls(const rt_grpc_channel *ch, const char **server_name);
 /* Calls attached to h (grpc_client.c keeps the count; idle detection reads it). */
 void rt_h2c_add_calls(rt_h2c *h, int delta);
 int rt_h2c_calls(const rt_h2c *h);

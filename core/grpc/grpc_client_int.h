@@ -61,6 +61,9 @@ struct rt_grpc_channel {
   char host[256], port[8];
   char authority[280];
   rt_h2c *active;              /* where new calls go; NULL until needed */
+  struct rt_tls_ctx *tls;      /* NULL: plain TCP */
+  char *tls_key;               /* the TLS settings as a string, to tell channels apart */
+  char server_name[256];
   long connects, connect_fails, calls;
   int open;
 };

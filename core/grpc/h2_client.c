@@ -27,6 +27,8 @@
 
 #include "grpc_client.h"
 #include "net/server_int.h"
+#include "net/tls.h"
+#include "net/tls_ctx.h"
 
 #define PUMP_COALESCE 65536  /* bytes of frames gathered into one write-queue chunk */
 #define PUMP_HIGH (256u * 1024u)
@@ -313,7 +315,9 @@ static void h2c_on_close(rt_conn *c) {
   if (!h) return;
   h->conn = NULL;
   char why[200];
-  if (h->why[0]) snprintf(why, sizeof why, "%s", h->why);
+  const char *tls_why = rt_tls_error(c);
+  if (tls_why) snprintf(why, sizeof why, "TLS with %s failed: %s", h->peer, tls_why);
+  else if (h->why[0]) snprintf(why, sizeof why, "%s", h->why);
   else snprintf(why, sizeof why, "connection to %s closed", h->peer);
   h2c_down(h, why);
 }
@@ -528,6 +532,12 @@ static void connected(rt_h2c *h) {
   }
   rt_conn_set_proto(c, &h2c_proto, RT_PROTO_H2, h);
   h->conn = c;
+  const char *name;
+  rt_tls_ctx *tls = rt_grpc_channel_tls(h->ch, &name);
+  if (tls && rt_tls_connect(c, tls, name, h->connect_timeout) < 0) {
+    h2c_down(h, "cannot start TLS");
+    return;
+  }
   if (session_new(h) < 0) {
     h2c_down(h, "cannot create an HTTP/2 session");
     return;

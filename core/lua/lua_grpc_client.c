@@ -216,7 +216,29 @@ static lschema *schema_for(lua_State *L, const char *path) {
   return s;
 }
 
-/* core.grpc_client_new(target, proto_path, service, max_message) -> client, methods
+/* Reads a client's tls option: true, or { ca =, cert =, key =, server_name =, verify = }.
+ * Returns 0 when the option is absent or false. The strings stay in the caller's table. */
+static int read_tls(lua_State *L, int idx, rt_grpc_tls *t) {
+  memset(t, 0, sizeof *t);
+  if (lua_isnoneornil(L, idx) || (lua_isboolean(L, idx) && !lua_toboolean(L, idx))) return 0;
+  if (lua_isboolean(L, idx)) return 1;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  const char **fields[] = {&t->ca, &t->cert, &t->key, &t->server_name};
+  static const char *const names[] = {"ca", "cert", "key", "server_name"};
+  for (int i = 0; i < 4; i++) {
+    lua_getfield(L, idx, names[i]);
+    if (!lua_isnil(L, -1) && !lua_isstring(L, -1))
+      luaL_error(L, "rt.grpc.client: tls.%s must be a string", names[i]);
+    *fields[i] = lua_tostring(L, -1);  /* anchored by the option table */
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, idx, "verify");
+  t->no_verify = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return 1;
+}
+
+/* core.grpc_client_new(target, proto_path, service, max_message, tls) -> client, methods
  * methods: array of { name =, client_streaming =, server_streaming = }. Raises on a bad
  * target, a proto that does not load or a service that is not in it: those are mistakes
  * in the script, found when it loads. */
@@ -228,8 +250,10 @@ static int l_client_new(lua_State *L) {
   if (maxmsg < 0 || maxmsg > RT_PB_DEFAULT_MAX_SIZE * 64.0)
     return luaL_error(L, "rt.grpc.client: max_message out of range");
   rt_grpc_client *cli = get_client(L);
-  char err[256];
-  rt_grpc_channel *ch = rt_grpc_client_channel(cli, target, err, sizeof err);
+  char err[512];
+  rt_grpc_tls tls;
+  int use_tls = read_tls(L, 5, &tls);
+  rt_grpc_channel *ch = rt_grpc_client_channel_tls(cli, target, use_tls ? &tls : NULL, err, sizeof err);
   if (!ch) return luaL_error(L, "rt.grpc.client: %s", err);
   lschema *s = schema_for(L, path);  /* [schema] */
   const rt_pb_service *svc = rt_pb_schema_service(s->s, svcname);
