@@ -302,7 +302,8 @@ ssize_t rt_tls_read(rt_conn *c) {
       }
     }
   }
-  while (t->established) {
+  /* Only while there is something to decrypt: no SSL_read that can only say "want more". */
+  while (t->established && (t->in_len || SSL_has_pending(t->ssl))) {
     if (rt_buf_reserve(&c->in, RECORD) < 0) {
       errno = ENOMEM;
       return -1;

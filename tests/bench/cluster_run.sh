@@ -39,7 +39,7 @@ command -v redis-server >/dev/null || die "redis-server is missing (make deps-te
 mkdir -p "$OUT"
 # wsload is every wsload*.c (run.sh builds the same).
 cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
-    "$HERE"/wsload_*.c -lev -lz || die "wsload did not build"
+    "$HERE"/wsload_*.c -lev -lz -lssl -lcrypto || die "wsload did not build"
 ulimit -n "$(ulimit -Hn)"
 RESULTS=$OUT/cluster_results.txt
 : >"$RESULTS"

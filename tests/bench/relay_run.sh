@@ -41,7 +41,7 @@ mkdir -p "$OUT" || die "cannot create $OUT"
 [ -x "$RTSERVER" ] || die "$RTSERVER is missing (make all first)"
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server is not installed (make deps-test)"
 cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
-    "$HERE"/wsload_*.c -lev -lz || die "wsload did not build"
+    "$HERE"/wsload_*.c -lev -lz -lssl -lcrypto || die "wsload did not build"
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }

@@ -16,14 +16,17 @@
 #     with clients that negotiate it against clients that do not, on the same server in
 #     the same runs (deliveries/s and bytes on the wire), and npm ws compressing the same
 #     fan-out as the peer.
+# (i) TLS: the echo of (a) over wss:// against ws:// (two rtservers, same app), TLS
+#     handshakes per second (full, and resumed from a session ticket) with the server's
+#     CPU per handshake, and resident memory per idle wss:// connection against ws://.
 # Each figure is the median of BENCH_REPEATS runs. Runs are interleaved across servers,
 # and each ratio is the median of the per-run ratios, so that load from elsewhere on the
 # machine hits both sides of a ratio alike. Knobs (env): BENCH_REPEATS, BENCH_SECS,
 # BENCH_WARMUP, BENCH_ECHO_CONNS, BENCH_ECHO_INFLIGHT, BENCH_ECHO_SIZE, BENCH_FAN_SUBS,
 # BENCH_FAN_WINDOW, BENCH_FAN_SIZE, BENCH_STOMP_APP (1: also the /app path of (d)),
 # BENCH_QUEUE_PRODUCERS, BENCH_QUEUE_CONSUMERS, BENCH_QUEUE_INFLIGHT, BENCH_QUEUE_SIZE,
-# BENCH_RELOADS, BENCH_RELOAD_EVERY, BENCH_IDLE_CONNS,
-# BENCH_DEFLATE_SIZE, BENCH_ONLY ("echo fanout stomp queue reload idle history deflate").
+# BENCH_RELOADS, BENCH_RELOAD_EVERY, BENCH_IDLE_CONNS, BENCH_TLS_IDLE_CONNS, BENCH_HS_CONNS,
+# BENCH_DEFLATE_SIZE, BENCH_ONLY ("echo fanout stomp queue reload idle history deflate tls").
 set -u -o pipefail
 
 BUILD=${1:-build}
@@ -57,7 +60,11 @@ QUEUE_SIZE=${BENCH_QUEUE_SIZE:-64}
 RELOADS=${BENCH_RELOADS:-10}
 RELOAD_EVERY=${BENCH_RELOAD_EVERY:-0.2}
 DEFLATE_SIZE=${BENCH_DEFLATE_SIZE:-1024}
-ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle history deflate}
+ONLY=${BENCH_ONLY:-echo fanout stomp queue reload idle history deflate tls}
+# TLS: idle connections per run (each costs a full handshake to open), and handshakes
+# kept going at once by the handshake load.
+TLS_IDLE_CONNS=${BENCH_TLS_IDLE_CONNS:-5000}
+HS_CONNS=${BENCH_HS_CONNS:-16}
 IDLE_WANTED=50000
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -67,7 +74,12 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 mkdir -p "$OUT" || die "cannot create $OUT"
 CFLAGS_BENCH="-O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow"
 cc $CFLAGS_BENCH -o "$OUT/wsload" "$HERE/wsload.c" "$HERE/wsload_net.c" "$HERE/wsload_stomp.c" \
-    "$HERE/wsload_lib.c" "$HERE/wsload_deflate.c" -lev -lz || die "wsload did not build"
+    "$HERE/wsload_lib.c" "$HERE/wsload_deflate.c" "$HERE/wsload_tls.c" -lev -lz -lssl -lcrypto ||
+    die "wsload did not build"
+cc $CFLAGS_BENCH -o "$OUT/tls_hs" "$HERE/tls_hs.c" "$HERE/wsload_lib.c" -lev -lssl -lcrypto ||
+    die "tls_hs did not build"
+cc $CFLAGS_BENCH -o "$OUT/tls_ssl_mem" "$HERE/tls_ssl_mem.c" -lssl -lcrypto ||
+    die "tls_ssl_mem did not build"
 cc $CFLAGS_BENCH -o "$OUT/tcp_echo" "$HERE/tcp_echo.c" -lev || die "tcp_echo did not build"
 if (want echo || want fanout || want idle || want deflate) && [ ! -d "$HERE/node_modules/ws" ]; then
     npm install --prefix "$HERE" --no-audit --no-fund --loglevel=error >/dev/null ||
@@ -154,6 +166,26 @@ start_reload() {
 }
 start_ws() { start_server ws node "$HERE/ws_servers.js" 0; }
 start_wsdfl() { start_server wsdfl node "$HERE/ws_servers.js" 0 deflate; }
+
+# TLS: a certificate made now (never kept in the tree), and the bench app over it. Its
+# rows are named tls; the plain rows of (i) are named plain (another rtserver, same app).
+make_cert() {
+    [ -f "$OUT/tls/cert.pem" ] && return 0
+    mkdir -p "$OUT/tls" &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+            -keyout "$OUT/tls/key.pem" -out "$OUT/tls/cert.pem" 2>/dev/null ||
+        die "openssl could not make the bench certificate"
+}
+start_tls() {
+    make_cert
+    start_server tls "$RTSERVER" --port 0 --log-level warn --idle-timeout 3600 \
+        --tls-cert "$OUT/tls/cert.pem" --tls-key "$OUT/tls/key.pem" "$HERE/bench_app.lua"
+}
+start_plain() {
+    start_server plain "$RTSERVER" --port 0 --log-level warn --idle-timeout 3600 \
+        "$HERE/bench_app.lua"
+}
 
 # ---- figures -------------------------------------------------------------------------
 declare -A RUNS                              # RUNS[test,server,run] = a RESULT line
@@ -350,6 +382,75 @@ run_deflate() {
                 "$srv" "$r" "$REPEATS" "$(field msgs_per_s "$line" | grep . || echo n/a)" \
                 "$(field wire_bytes_per_msg "$line" | grep . || echo n/a)" \
                 "$(field server_cpu_pct "$line" | grep . || echo ?)"
+        done
+    done
+}
+
+# ---- (i) TLS -------------------------------------------------------------------------
+run_tls_echo() {
+    local r srv line tls
+    for ((r = 1; r <= REPEATS; r++)); do
+        for srv in plain tls; do
+            tls=()
+            [ "$srv" = tls ] && tls=(--tls)
+            measure tlsecho "$srv" "$r" echo "${tls[@]}" -c "$ECHO_CONNS" -k "$ECHO_INFLIGHT" \
+                -s "$ECHO_SIZE" -d "$SECS" -w "$WARMUP"
+            line=${RUNS[tlsecho,$srv,$r]}
+            printf '  echo   %-8s run %d/%d: %8s msgs/s, server CPU %s%%, %s us/msg\n' \
+                "$([ "$srv" = tls ] && echo wss || echo ws)" "$r" "$REPEATS" \
+                "$(field msgs_per_s "$line" | grep . || echo n/a)" \
+                "$(field server_cpu_pct "$line" | grep . || echo ?)" \
+                "$(field server_cpu_us_per_msg "$line" | grep . || echo ?)"
+        done
+    done
+}
+
+# hs_once KIND RUN: full or resumed handshakes against the TLS server, kept in RUNS.
+hs_once() {
+    local line=""
+    if [ -n "$PORT_tls" ]; then
+        settle
+        line=$(timeout 60 "$OUT/tls_hs" --port "$PORT_tls" --server-pid "$PID_tls" \
+            -c "$HS_CONNS" -d "$SECS" -w "$WARMUP" $([ "$1" = resumed ] && echo --resume) \
+            2>>"$OUT/wsload.err" | grep '^RESULT' | tail -1)
+    fi
+    RUNS[hs,$1,$2]=$line
+    echo "hs $1 run=$2 $line" >>"$OUT/results.txt"
+    printf '  handshakes %-8s run %d/%d: %6s/s, server CPU %s%%, %s us each, %s resumed\n' "$1" \
+        "$2" "$REPEATS" "$(field handshakes_per_s "$line" | grep . || echo n/a)" \
+        "$(field server_cpu_pct "$line" | grep . || echo ?)" \
+        "$(field server_cpu_us_per_hs "$line" | grep . || echo ?)" \
+        "$(field resumed "$line" | grep . || echo ?)"
+}
+
+run_tls_hs() {
+    local r
+    for ((r = 1; r <= REPEATS; r++)); do
+        hs_once full "$r"
+        hs_once resumed "$r"
+    done
+}
+
+# Idle memory, wss:// against ws://: a fresh server each run, TLS_IDLE_CONNS connections.
+run_tls_idle() {
+    local srv r b a o kib port_var pid_var tls
+    for ((r = 1; r <= REPEATS; r++)); do
+        for srv in plain tls; do
+            if [ "$srv" = tls ]; then start_tls; else start_plain; fi
+            port_var="PORT_$srv" pid_var="PID_$srv"
+            [ -n "${!port_var}" ] || continue
+            tls=""
+            [ "$srv" = tls ] && tls=--tls
+            read -r b a o < <(IDLE_CONNS=$TLS_IDLE_CONNS IDLE_SRC_IPS=$(((TLS_IDLE_CONNS + 999) / 1000)) \
+                idle_once "${!pid_var}" "${!port_var}" $tls)
+            stop_server "${!pid_var}"
+            kib=n/a
+            [ "$o" -gt 0 ] && kib=$(awk -v b="$b" -v a="$a" -v o="$o" \
+                'BEGIN { printf "%.2f\n", (a - b) / o }')
+            RUNS[tlsidle,$srv,$r]="open=$o rss_before_kib=$b rss_after_kib=$a kib_per_conn=$kib"
+            echo "tlsidle $srv run=$r ${RUNS[tlsidle,$srv,$r]}" >>"$OUT/results.txt"
+            printf '  idle   %-8s run %d/%d: %s connections, RSS %s -> %s KiB: %s KiB each\n' \
+                "$([ "$srv" = tls ] && echo wss || echo ws)" "$r" "$REPEATS" "$o" "$b" "$a" "$kib"
         done
     done
 }
@@ -626,6 +727,49 @@ report_idle() {
     fi
 }
 
+report_tls() {
+    local r1 c1 k1 srv label
+    printf '\n(i) TLS: the echo of (a) over wss:// and ws:// (%d x %d in flight, %d-byte messages),' \
+        "$ECHO_CONNS" "$ECHO_INFLIGHT" "$ECHO_SIZE"
+    printf ' two rtservers with the same app\n'
+    printf '  %-24s %10s %9s %9s %8s %10s\n' server msgs/s p50_us p99_us "srv CPU" "CPU us/msg"
+    for srv in plain tls; do
+        label="rtserver ws://"
+        [ "$srv" = tls ] && label="rtserver wss:// (TLS)"
+        printf '  %-24s %10s %9s %9s %7s%% %10s\n' "$label" "$(med tlsecho $srv msgs_per_s)" \
+            "$(med tlsecho $srv p50_us)" "$(med tlsecho $srv p99_us)" \
+            "$(med tlsecho $srv server_cpu_pct)" "$(med tlsecho $srv server_cpu_us_per_msg)"
+    done
+    r1=$(med_ratio tlsecho tls plain msgs_per_s)
+    c1=$(med_ratio tlsecho plain tls server_cpu_us_per_msg)
+    printf '  msgs/s wss / ws             = %-6s target >= 0.60  %s\n' "$r1" "$(verdict "$r1" '>=' 0.60)"
+    printf '  messages per CPU-second, wss / ws = %-6s target >= 0.60  %s\n' "$c1" \
+        "$(verdict "$c1" '>=' 0.60)"
+    echo "  (the load generator encrypts too, on one core: when its wss runs leave the server" \
+        "idle part of the time, msgs/s says more about the client than the server)"
+    printf '\n  TLS handshakes, %d at a time (TLS 1.3, P-256 certificate, X25519)\n' "$HS_CONNS"
+    printf '  %-24s %12s %8s %14s\n' kind handshakes/s "srv CPU" "CPU us/hs"
+    for srv in full resumed; do
+        printf '  %-24s %12s %7s%% %14s\n' "$srv" "$(med hs $srv handshakes_per_s)" \
+            "$(med hs $srv server_cpu_pct)" "$(med hs $srv server_cpu_us_per_hs)"
+    done
+    printf '\n  idle connections: resident memory per connection, %d per run, a fresh server each\n' \
+        "$TLS_IDLE_CONNS"
+    printf '  %-24s %8s %14s %14s %10s\n' server conns "RSS before KiB" "RSS after KiB" KiB/conn
+    for srv in plain tls; do
+        label="rtserver ws://"
+        [ "$srv" = tls ] && label="rtserver wss:// (TLS)"
+        printf '  %-24s %8s %14s %14s %10s\n' "$label" "$(med tlsidle $srv open)" \
+            "$(med tlsidle $srv rss_before_kib)" "$(med tlsidle $srv rss_after_kib)" \
+            "$(med tlsidle $srv kib_per_conn)"
+    done
+    k1=$(awk -v a="$(med tlsidle tls kib_per_conn)" -v b="$(med tlsidle plain kib_per_conn)" \
+        'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/) printf "%.2f\n", a - b; else print "n/a" }')
+    printf '  TLS adds %s KiB per idle connection (no target); OpenSSL %s itself keeps %s KiB' "$k1" \
+        "$(openssl version | cut -d' ' -f2)" "$(field kib_per_ssl "$TLS_SSL_MEM")"
+    printf ' per established server SSL (tls_ssl_mem)\n'
+}
+
 # ---- run -----------------------------------------------------------------------------
 [ -x "$RTSERVER" ] || echo "bench: $RTSERVER is missing: its rows will read n/a" >&2
 echo "== rtserver bench: $(nproc) cores shared by the servers and the load generator;" \
@@ -675,6 +819,18 @@ if want idle; then
         "addresses (127.0.0.2 and up), a fresh server each run"
     run_idle
 fi
+if want tls; then
+    echo "-- (i) TLS: wss:// and ws:// echo, handshakes (full, resumed), idle memory"
+    start_plain
+    start_tls
+    run_tls_echo
+    run_tls_hs
+    stop_server "$PID_plain"
+    stop_server "$PID_tls"
+    run_tls_idle
+    TLS_SSL_MEM=$("$OUT/tls_ssl_mem" "$OUT/tls/cert.pem" "$OUT/tls/key.pem" | grep '^RESULT')
+    echo "tlsmem $TLS_SSL_MEM" >>"$OUT/results.txt"
+fi
 if want reload; then
     echo "-- (f) reload: the echo of (a) with $RELOADS SIGHUPs a run, one every" \
         "$(awk -v t="$RELOAD_EVERY" 'BEGIN { print 2 * t }')s, a fresh rtserver"
@@ -694,4 +850,5 @@ want history && report_history
 want queue && report_queue
 want reload && report_reload
 want deflate && report_deflate
+want tls && report_tls
 exit 0

@@ -591,7 +591,8 @@ static void usage(void)
             "  --server-pid PID[,PID...]  also report those processes' CPU use while measuring\n"
             "  --deflate  offer permessage-deflate (no context takeover either way)\n"
             "  --json  payloads are JSON order events after the 16-byte stamp\n"
-            "  --sub-ports P1,P2..  fanout: subscribers on these ports  --rate N publishes/s\n");
+            "  --sub-ports P1,P2..  fanout: subscribers on these ports  --rate N publishes/s\n"
+            "  --tls  TLS under the connections (wss://; the certificate is not checked)\n");
     exit(2);
 }
 
@@ -616,7 +617,8 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         {"sub-dest", 1, 0, 'U'},  {"producers", 1, 0, 'R'},   {"hups", 1, 0, 'h'},
         {"hup-every", 1, 0, 'e'}, {"drain", 1, 0, 'r'},       {"deflate", 0, 0, 'z'},
         {"json", 0, 0, 'j'},      {"sub-ports", 1, 0, 'O'},   {"rate", 1, 0, 'a'},
-        {"stomp-host", 1, 0, 'V'},  {"sync-timeout", 1, 0, 'Y'}, {0, 0, 0, 0}};
+        {"stomp-host", 1, 0, 'V'},  {"sync-timeout", 1, 0, 'Y'}, {"tls", 0, 0, 'L'},
+        {0, 0, 0, 0}};
     *o = (struct opts){.host = "127.0.0.1", .path = "/echo", .sub_path = "/sub",
                        .pub_path = "/pub", .conns = 100, .inflight = 4, .size = 64,
                        .window = 64, .max_pending = 256, .duration = 3, .warmup = 1,
@@ -659,6 +661,7 @@ static void parse_opts(struct opts *o, int argc, char **argv)
         case 'j': o->json = 1; break;
         case 'V': o->stomp_host = optarg; break;
         case 'Y': o->sync_timeout = atof(optarg); break;
+        case 'L': o->tls = 1; break;
         case 'c': o->conns = atoi(optarg); break;
         case 'k': o->inflight = atoi(optarg); break;
         case 's': o->size = atoi(optarg); break;
@@ -694,6 +697,8 @@ int main(int argc, char **argv)
     b->dst.sin_port = htons((uint16_t)b->o.port);
     if (inet_pton(AF_INET, b->o.host, &b->dst.sin_addr) != 1)
         usage();
+    if (b->o.tls && tls_init() < 0)
+        return 1;
     b->c = calloc((size_t)b->n, sizeof *b->c);
     b->rbuf = malloc(RBUF_SIZE);
     b->wbuf = malloc(WBUF_SIZE);

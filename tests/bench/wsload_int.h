@@ -6,6 +6,7 @@
  *                   that calls connect/send/recv)
  *   wsload_stomp.c  the STOMP client on top of either transport: CONNECT, SUBSCRIBE,
  *                   SEND, ACK, and the queue mode's producers and consumers
+ *   wsload_tls.c    --tls: OpenSSL between wsload_net.c and the socket
  *   wsload_lib.c    I/O-free: WebSocket and STOMP frames, stamps, histogram, clocks
  */
 #ifndef WSLOAD_INT_H
@@ -26,7 +27,7 @@
 enum mode { M_ECHO, M_RAW, M_FANOUT, M_QUEUE, M_IDLE };
 /* P_DRAIN: nothing new is sent; what is still in flight may come back. */
 enum phase { P_CONNECT, P_SYNC, P_WARM, P_MEASURE, P_DRAIN, P_DONE, P_HOLD };
-enum state { S_UNUSED, S_CONNECTING, S_HANDSHAKE, S_OPEN, S_CLOSED };
+enum state { S_UNUSED, S_CONNECTING, S_TLS, S_HANDSHAKE, S_OPEN, S_CLOSED };
 /* R_PROD / R_CONS: the queue mode's producers and consumers. */
 enum role { R_ECHO, R_SUB, R_PUB, R_PROD, R_CONS };
 /* T_WS: HTTP upgrade, then frames. T_FRAMES: WebSocket frames with no upgrade (raw mode
@@ -45,6 +46,7 @@ struct conn {
     uint32_t in_len, in_cap;
     uint8_t *out;                     /* what a short write left */
     uint32_t out_off, out_len, out_cap;
+    struct ssl_st *ssl;               /* --tls */
 };
 
 struct opts {
@@ -53,6 +55,7 @@ struct opts {
     int stomp;                        /* messages are STOMP frames */
     int deflate;                      /* offer permessage-deflate (wsload_deflate.c) */
     int json;                         /* payloads are JSON text after the stamp */
+    int tls;                          /* TLS under everything (wss://) */
     const char *host, *path, *sub_path, *pub_path, *dest, *sub_dest, *stomp_host;
     double sync_timeout;
     int port, conns, inflight, size, window, src_ips, max_pending, server_pid;
@@ -137,5 +140,13 @@ void stomp_send_msg(struct bench *b, struct conn *c, uint64_t seq);
 void queue_top_up(struct bench *b);
 int queue_synced(const struct bench *b);
 struct conn *queue_producer_of(struct bench *b, uint64_t seq);
+
+/* wsload_tls.c */
+int tls_init(void);
+int tls_start(struct conn *c);
+int tls_handshake(struct conn *c, int *events);
+ssize_t tls_send(struct conn *c, const void *p, size_t n);
+ssize_t tls_recv(struct conn *c, void *p, size_t n);
+void tls_end(struct conn *c);
 
 #endif

@@ -37,6 +37,11 @@ void note_error(struct bench *b, const char *what, int err)
 
 /* ---- output ------------------------------------------------------------------------ */
 
+static ssize_t io_send(struct conn *c, const void *p, size_t n)
+{
+    return c->ssl ? tls_send(c, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
 static int buf_append(uint8_t **buf, uint32_t *len, uint32_t *cap, const uint8_t *p, size_t n)
 {
     if (*len + n > *cap) {
@@ -71,7 +76,7 @@ void conn_send(struct bench *b, struct conn *c, const uint8_t *p, size_t n)
     if (c->state == S_CLOSED || !n)
         return;
     if (c->out_len == c->out_off) {
-        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, p, n);
         if (w < 0 && errno != EAGAIN) {
             note_error(b, "send", errno);
             conn_close(b, c);
@@ -95,7 +100,7 @@ void conn_send(struct bench *b, struct conn *c, const uint8_t *p, size_t n)
 static void conn_drain(struct bench *b, struct conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        ssize_t w = io_send(c, c->out + c->out_off, c->out_len - c->out_off);
         if (w < 0) {
             if (errno == EAGAIN)
                 return;
@@ -201,7 +206,8 @@ static void conn_read(struct bench *b, struct conn *c)
         size_t have = c->in_len;
         if (have)
             memcpy(b->rbuf, c->in, have);
-        ssize_t r = recv(c->fd, b->rbuf + have, RBUF_SIZE - have, 0);
+        ssize_t r = c->ssl ? tls_recv(c, b->rbuf + have, RBUF_SIZE - have)
+                           : recv(c->fd, b->rbuf + have, RBUF_SIZE - have, 0);
         if (r <= 0) {
             if (r < 0 && errno == EAGAIN)
                 break;
@@ -225,7 +231,8 @@ static void conn_read(struct bench *b, struct conn *c)
             conn_close(b, c);
             break;
         }
-        if ((size_t)r < RBUF_SIZE - have || c->state == S_CLOSED)
+        /* TLS hands out a record at a time: read on until it wants more from the socket. */
+        if (((size_t)r < RBUF_SIZE - have && !c->ssl) || c->state == S_CLOSED)
             break;
     }
     if (c->state != S_CLOSED)
@@ -241,6 +248,8 @@ void conn_close(struct bench *b, struct conn *c)
         return;
     int was = c->state;
     ev_io_stop(b->loop, &c->io);
+    if (c->ssl)
+        tls_end(c);
     close(c->fd);
     c->state = S_CLOSED;
     c->out_off = c->out_len = c->in_len = 0;
@@ -272,6 +281,32 @@ static void send_handshake(struct bench *b, struct conn *c)
     conn_send(b, c, (const uint8_t *)req, (size_t)n);
 }
 
+/* The TCP connection is up (and TLS, with --tls): the upgrade, or open at once. */
+static void transport_ready(struct bench *b, struct conn *c)
+{
+    if (b->o.transport != T_WS) {
+        conn_want(b, c, EV_READ);
+        conn_opened(b, c);
+        wbuf_flush(b, c);
+    } else {
+        send_handshake(b, c);
+    }
+}
+
+static void tls_step(struct bench *b, struct conn *c)
+{
+    int events = 0, r = tls_handshake(c, &events);
+    if (r < 0) {
+        note_error(b, "TLS handshake", EPROTO);
+        conn_close(b, c);
+    } else if (r == 0) {
+        conn_want(b, c, events);
+    } else {
+        c->state = S_HANDSHAKE;
+        transport_ready(b, c);
+    }
+}
+
 static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct bench *b = ev_userdata(loop);
@@ -285,13 +320,21 @@ static void conn_cb(struct ev_loop *loop, ev_io *w, int revents)
             conn_close(b, c);
             return;
         }
-        if (b->o.transport != T_WS) {
-            conn_want(b, c, EV_READ);
-            conn_opened(b, c);
-            wbuf_flush(b, c);
+        if (b->o.tls) {
+            c->state = S_TLS;
+            if (tls_start(c) < 0) {
+                note_error(b, "TLS", ENOMEM);
+                conn_close(b, c);
+                return;
+            }
+            tls_step(b, c);
         } else {
-            send_handshake(b, c);
+            transport_ready(b, c);
         }
+        return;
+    }
+    if (c->state == S_TLS) {
+        tls_step(b, c);
         return;
     }
     if (revents & EV_WRITE)
