@@ -18,10 +18,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "conn.h"
-#include "server_int.h"
-#include "tls.h"
-#include "tls_ctx.h"
+#include "net/conn.h"
+#include "net/server_int.h"
+#include "net/tls.h"
+#include "net/tls_ctx.h"
 #include "tnet.h"
 
 /* ---- certificates ---------------------------------------------------------------------- */
