@@ -287,3 +287,24 @@ test('a bad record after the handshake closes that connection only', async () =>
   assert.equal(await nextMessage(other), 'fine');
   other.close();
 });
+
+test('SockJS over https: xhr transport, STOMP CONNECT and CONNECTED through it', async () => {
+  const post = (p, body = '') => new Promise((resolve, reject) => {
+    const req = https.request(srv.url(p), { method: 'POST', ca }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { b += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body: b }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  const info = JSON.parse((await get(srv.url('/stomp/info'))).body);
+  assert.equal(info.websocket, true);
+  const base = `/stomp/000/tls${Date.now()}`;
+  assert.deepEqual(await post(`${base}/xhr`), { status: 200, body: 'o\n' });
+  const connect = 'CONNECT\naccept-version:1.2\nhost:x\n\n\u0000';
+  assert.equal((await post(`${base}/xhr_send`, JSON.stringify([connect]))).status, 204);
+  const r = await post(`${base}/xhr`);
+  assert.match(r.body, /^a\["CONNECTED\\nversion:1\.2/);
+});

@@ -34,6 +34,6 @@ function users.ListUsers(_, stream)
   for i = 1, 50 do stream:send { id = i, name = string.rep("x", i * 100) } end
 end
 
-local stomp = rt.stomp { endpoint = "/stomp", tcp_port = 0, tls = true }
+local stomp = rt.stomp { endpoint = "/stomp", sockjs = {}, tcp_port = 0, tls = true }
 stomp:on("/whoami", function(_, s) s:reply(tls_of(s.tls)) end)
 rt.http.get("/stomp-port", function() return 200, { port = stomp:tcp_port() } end)
