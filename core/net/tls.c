@@ -31,7 +31,7 @@ struct rt_tls {
       said_goodbye : 1;
   char alpn[16];
   char *peer_name, *peer_subject;
-  char error[200];
+  char *error;          /* why it failed; allocated only then */
 };
 
 /* ---- the BIO: OpenSSL reads t->in and appends to t->out ------------------------------ */
@@ -240,10 +240,12 @@ static void fail(rt_conn *c, int why, const char *what, const char *detail) {
     why = RT_TLS_FAIL_VERIFY;
   }
   ERR_clear_error();
-  snprintf(t->error, sizeof t->error, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+  char line[300];
+  snprintf(line, sizeof line, "%s%s%s", what, detail ? ": " : "", detail ? detail : "");
+  if (!t->error) t->error = strdup(line);
   if (!t->failed && !t->established && t->server) c->srv->metrics.tls_failed[why]++;
   t->failed = 1;
-  rt_debug(&c->srv->log, "%s: %s", c->peer, t->error);
+  rt_debug(&c->srv->log, "%s: %s", c->peer, line);
 }
 
 /* ---- reading ------------------------------------------------------------------------- */
@@ -463,6 +465,7 @@ void rt_tls_free(rt_conn *c) {
   rt_buf_free(&t->out);
   free(t->peer_name);
   free(t->peer_subject);
+  free(t->error);
   free(t);
   c->tls = NULL;
 }
@@ -476,5 +479,5 @@ const char *rt_tls_version(const rt_conn *c) {
 }
 int rt_tls_resumed(const rt_conn *c) { return c->tls && c->tls->resumed; }
 const char *rt_tls_error(const rt_conn *c) {
-  return c->tls && c->tls->error[0] ? c->tls->error : NULL;
+  return c->tls ? c->tls->error : NULL;
 }
