@@ -327,6 +327,14 @@ ssize_t rt_tls_read(rt_conn *c) {
     return -1;
   }
   t->in_len = 0;
+  /* What a peer's records make OpenSSL answer (key updates, alerts) waits here for a
+   * socket the peer may never drain: bounded like the write queue. */
+  if (t->out.len > c->srv->cfg.max_output_bytes) {
+    c->srv->metrics.slow_consumers++;
+    rt_warn(&c->srv->log, "%s: slow consumer, %zu TLS bytes unsent; closing", c->peer, t->out.len);
+    errno = ENOBUFS;
+    return -1;
+  }
   /* Handshake messages, tickets and alerts OpenSSL wrote leave with this turn's flush. */
   if (t->out.len) rt_conn_schedule_flush(c);
   if (c->in.len > before) return (ssize_t)(c->in.len - before);

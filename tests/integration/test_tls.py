@@ -169,5 +169,24 @@ class MutualTls(TlsBase):
             self.stomp_client(client_cert=False)
 
 
+class UserServiceOverTls(unittest.TestCase):
+    """The seed's user service (apps/user_service.lua) with --tls-cert, and with mutual
+    TLS, called by grpcio's secure channel."""
+
+    def test_get_user_over_tls_and_mutual_tls(self):
+        c = make_certs()
+        self.addCleanup(c.remove)
+        app = os.path.join(ROOT, "apps", "user_service.lua")
+        for extra, key, chain in (((), None, None),
+                                  (("--tls-client-ca", c.client_ca), c.read("alice.key"), c.read("alice"))):
+            with Server(app, args=c.server_args(extra)) as srv:
+                creds = grpc.ssl_channel_credentials(root_certificates=c.read("ca"),
+                                                     private_key=key, certificate_chain=chain)
+                with grpc.secure_channel("localhost:%d" % srv.port, creds) as ch:
+                    u = get_user(ch)(GetUserRequest(id=1), timeout=WAIT)
+                    self.assertEqual(u.name, "Zhang San")
+                    self.assertEqual(len(list(list_users(ch)(Empty(), timeout=WAIT))), 3)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -406,6 +406,46 @@ static void test_stalled_handshake_times_out(void **state) {
   assert_int_equal(ev.closes, 1);
 }
 
+static int setup_small_output(void **state) {
+  fx *f = calloc(1, sizeof *f);
+  rt_config cfg;
+  tsrv_config(&cfg);
+  cfg.max_output_bytes = 4096;
+  if (tsrv_start(&f->t, &cfg) < 0) return -1;
+  char err[256];
+  rt_tls_ctx_opts o = {.cert = file("one.pem"), .key = file("one.key")};
+  if (!(f->tls = rt_tls_server_ctx_new(&o, err, sizeof err))) return -1;
+  memset(&ev, 0, sizeof ev);
+  int cfd;
+  f->c = server_conn(f, &cfd);
+  f->cl.fd = cfd;
+  *state = f;
+  return 0;
+}
+
+/* A peer that asks for key updates and never reads makes OpenSSL answer each one; the
+ * answers wait for its socket. They are bounded like the write queue: a slow consumer. */
+static void test_answers_to_a_peer_that_never_reads_are_bounded(void **state) {
+  fx *f = *state;
+  client_init(&f->cl, f->cl.fd, NULL, 0, 0);
+  assert_true(handshake(f, 0));
+  tsock_small_buffers(f->cl.fd, 4096);
+  tsock_small_buffers(f->c->fd, 4096);
+  long before = f->t.srv->metrics.slow_consumers;
+  for (int i = 0; i < 20000 && ev.closes == 0; i++) {
+    assert_int_equal(SSL_key_update(f->cl.ssl, SSL_KEY_UPDATE_REQUESTED), 1);
+    assert_int_equal(SSL_write(f->cl.ssl, "k", 1), 1);
+    char *p;
+    long n = BIO_get_mem_data(f->cl.wb, &p);
+    if (send(f->cl.fd, p, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n) break;
+    (void)BIO_reset(f->cl.wb);
+    tloop_spin(f->t.loop, 1);
+  }
+  for (int i = 0; i < 100 && ev.closes == 0; i++) tloop_spin(f->t.loop, 1);
+  assert_int_equal(ev.closes, 1);
+  assert_int_equal(f->t.srv->metrics.slow_consumers, before + 1);
+}
+
 static void test_reload_keeps_the_old_on_failure(void **state) {
   char err[512];
   /* A context on files we can swap. */
@@ -463,6 +503,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tls11_client_is_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_plain_http_gets_a_400_in_the_clear, setup, teardown),
       cmocka_unit_test_setup_teardown(test_stalled_handshake_times_out, setup_fast_timeout, teardown),
+      cmocka_unit_test_setup_teardown(test_answers_to_a_peer_that_never_reads_are_bounded,
+                                      setup_small_output, teardown),
       cmocka_unit_test(test_reload_keeps_the_old_on_failure),
       cmocka_unit_test(test_bad_files_say_why),
   };
