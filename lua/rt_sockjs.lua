@@ -181,7 +181,7 @@ end
 
 function dispatch.sockjs_open(id, prefix, req)
   local ws = setmetatable({ id = id, route = prefix, session = req.session, transport = req.transport,
-                            peer = req.peer, tls = req.tls, request = req, data = {}, sockjs = true }, Conn)
+                            peer = req.peer, request = req, data = {}, sockjs = true }, Conn)
   sessions[id] = ws
   I.conns[id] = ws    -- rt.connection(id) finds it too
   local h = handlers_of(ws)
