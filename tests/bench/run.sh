@@ -16,7 +16,7 @@
 #     with clients that negotiate it against clients that do not, on the same server in
 #     the same runs (deliveries/s and bytes on the wire), and npm ws compressing the same
 #     fan-out as the peer.
-# (i) TLS: the echo of (a) over wss:// against ws:// (two rtservers, same app), TLS
+# (j) TLS: the echo of (a) over wss:// against ws:// (two rtservers, same app), TLS
 #     handshakes per second (full, and resumed from a session ticket) with the server's
 #     CPU per handshake, and resident memory per idle wss:// connection against ws://.
 # Each figure is the median of BENCH_REPEATS runs. Runs are interleaved across servers,
@@ -168,7 +168,7 @@ start_ws() { start_server ws node "$HERE/ws_servers.js" 0; }
 start_wsdfl() { start_server wsdfl node "$HERE/ws_servers.js" 0 deflate; }
 
 # TLS: a certificate made now (never kept in the tree), and the bench app over it. Its
-# rows are named tls; the plain rows of (i) are named plain (another rtserver, same app).
+# rows are named tls; the plain rows of (j) are named plain (another rtserver, same app).
 make_cert() {
     [ -f "$OUT/tls/cert.pem" ] && return 0
     mkdir -p "$OUT/tls" &&
@@ -386,7 +386,7 @@ run_deflate() {
     done
 }
 
-# ---- (i) TLS -------------------------------------------------------------------------
+# ---- (j) TLS -------------------------------------------------------------------------
 run_tls_echo() {
     local r srv line tls
     for ((r = 1; r <= REPEATS; r++)); do
@@ -729,7 +729,7 @@ report_idle() {
 
 report_tls() {
     local r1 c1 k1 srv label
-    printf '\n(i) TLS: the echo of (a) over wss:// and ws:// (%d x %d in flight, %d-byte messages),' \
+    printf '\n(j) TLS: the echo of (a) over wss:// and ws:// (%d x %d in flight, %d-byte messages),' \
         "$ECHO_CONNS" "$ECHO_INFLIGHT" "$ECHO_SIZE"
     printf ' two rtservers with the same app\n'
     printf '  %-24s %10s %9s %9s %8s %10s\n' server msgs/s p50_us p99_us "srv CPU" "CPU us/msg"
@@ -820,7 +820,7 @@ if want idle; then
     run_idle
 fi
 if want tls; then
-    echo "-- (i) TLS: wss:// and ws:// echo, handshakes (full, resumed), idle memory"
+    echo "-- (j) TLS: wss:// and ws:// echo, handshakes (full, resumed), idle memory"
     start_plain
     start_tls
     run_tls_echo
