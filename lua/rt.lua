@@ -107,6 +107,25 @@ local conns = {}   -- id -> ws object, while open
 local WS = {}
 WS.__index = WS
 
+-- A connection object holds only what every connection has; ws.data and ws.params (empty
+-- for a path without parameters) are made when first read. Most connections are idle,
+-- and each table left out is memory an idle connection does not cost.
+local lazy_fields = {
+  data = function() return {} end,
+  params = function() return {} end,
+}
+local WSConn = {
+  __index = function(ws, k)
+    local m = WS[k]
+    if m ~= nil then return m end
+    local make = lazy_fields[k]
+    if not make then return nil end
+    local v = make()
+    rawset(ws, k, v)
+    return v
+  end,
+}
+
 function WS:send(data, binary)
   return core.ws_send(self.id, data, binary)
 end
@@ -401,9 +420,10 @@ function dispatch.http(id, req, peer)
       local h = route.handlers
       local protocol = core.ws_accept(id, h)
       if not protocol then return end
-      local ws = setmetatable({ id = id, route = route.path, params = params,
-                                protocol = protocol ~= "" and protocol or nil, peer = peer,
-                                tls = req.tls, data = {} }, WS)
+      local ws = setmetatable({ id = id, route = route.path, peer = peer }, WSConn)
+      if next(params) then ws.params = params end
+      if protocol ~= "" then ws.protocol = protocol end
+      if req.tls then ws.tls = req.tls end
       conns[id] = ws
       if h.open then h.open(ws, req) end
       return
