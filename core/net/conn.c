@@ -111,6 +111,8 @@ void rt_conn_pause_read(rt_conn *c, int paused) {
   if (!paused && c->in.len && c->proto->on_read) c->proto->on_read(c);
 }
 
+void rt_conn_trim_when_drained(rt_conn *c) { c->trim_when_drained = 1; }
+
 void rt_conn_resume_read_later(rt_conn *c) {
   if (c->closing) return;
   if (c->read_paused) {
@@ -226,6 +228,10 @@ static void after_flush(rt_conn *c, int rc) {
   if (c->close_after_write) {
     rt_conn_close(c);
     return;
+  }
+  if (__builtin_expect(c->trim_when_drained, 0)) {
+    c->trim_when_drained = 0;
+    rt_outq_clear(&c->out);
   }
   if (c->proto && c->proto->on_drained) c->proto->on_drained(c);
 }

@@ -44,7 +44,8 @@ struct rt_conn {
   void *pstate;
   int busy;                    /* callbacks on the stack; free waits for 0 */
   unsigned closing : 1, close_after_write : 1, read_paused : 1, queued_flush : 1,
-      write_armed : 1, overflowed : 1, freed : 1, input_pending : 1;
+      write_armed : 1, overflowed : 1, freed : 1, input_pending : 1,
+      trim_when_drained : 1;   /* give the write queue's array back once it empties */
   rt_conn *next_flush;
   rt_conn *next_dead;
   struct rt_sub *subs;         /* broker subscriptions, dropped on close */
@@ -61,6 +62,10 @@ int rt_conn_write(rt_conn *c, const void *p, size_t n);
 /* Asks for a flush before the loop next blocks (the TLS layer has bytes to send). */
 void rt_conn_schedule_flush(rt_conn *c);
 void rt_conn_pause_read(rt_conn *c, int paused);
+/* The connection will likely be quiet once the queued output is out (a WebSocket after
+ * its handshake): its write queue then frees its array instead of keeping it for the
+ * next write. */
+void rt_conn_trim_when_drained(rt_conn *c);
 /* Resumes reading, but hands bytes already buffered to the protocol on the next loop
  * turn, not now: the caller (an upgrade) is not done setting the connection up. */
 void rt_conn_resume_read_later(rt_conn *c);

@@ -24,21 +24,12 @@ typedef struct rt_ws_boundary {
   unsigned in_fragment; /* a fragmented message has started and not finished */
 } rt_ws_boundary;
 
-typedef struct rt_ws {
-  wslay_event_context_ptr ctx;  /* NULL while idle: created on demand */
-  size_t max_message;
+/* What a connection holds only while bytes are coming in: wslay's context, where the byte
+ * stream is frame-wise, and the message being gathered. Made on the first bytes and given
+ * back with the context at a quiet message boundary (all of it is then empty again), so
+ * an idle connection holds none of it. */
+typedef struct rt_ws_rx {
   rt_ws_boundary at;
-  rt_conn *conn;
-  uint64_t conn_id;
-  int in_recv;        /* wslay_event_recv is on the stack */
-  int dead;           /* the connection closed while in_recv: free after it returns */
-  int close_started;  /* we sent a close frame */
-  rt_ws_zconn z;      /* permessage-deflate, if negotiated (here: a fan-out delivery reads
-                         this cache line anyway) */
-  double close_at;    /* when, for the handshake timeout */
-  int pinged;         /* a keepalive ping is out and unanswered */
-  int close_code;     /* what the peer sent, for the app */
-  rt_ws_sink sink;    /* when set, messages go here instead of the app */
   /* wslay runs without buffering data messages (it still checks sizes, UTF-8 and the
    * fragmentation rules, and buffers control frames): we gather a message's payload
    * here, in a buffer reused from one message to the next, instead of wslay's
@@ -51,7 +42,25 @@ typedef struct rt_ws {
    * stays put until on_msg, which wslay calls in the same step: no copy into msg. */
   const uint8_t *direct;
   size_t direct_len;
-  char close_reason[124];
+} rt_ws_rx;
+
+/* One WebSocket: kept small, as most of them sit idle (README: idle memory). */
+typedef struct rt_ws {
+  wslay_event_context_ptr ctx;  /* NULL while idle: created on demand, with rx */
+  rt_ws_rx *rx;
+  rt_conn *conn;
+  rt_ws_zconn z;      /* permessage-deflate, if negotiated (here: a fan-out delivery reads
+                         this cache line anyway) */
+  unsigned in_recv : 1;        /* wslay_event_recv is on the stack */
+  unsigned dead : 1;           /* the connection closed while in_recv: free after it returns */
+  unsigned close_started : 1;  /* we sent a close frame */
+  unsigned pinged : 1;         /* a keepalive ping is out and unanswered */
+  int close_code;     /* what the peer sent, for the app */
+  size_t max_message;
+  uint64_t conn_id;
+  double close_at;    /* when, for the handshake timeout */
+  rt_ws_sink sink;    /* when set, messages go here instead of the app */
+  char *close_reason; /* what the peer's close frame said, if it said anything */
 } rt_ws;
 
 static const rt_proto ws_proto;
@@ -114,7 +123,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
   }
   size_t n = len < c->in.len ? len : c->in.len;
   memcpy(buf, rt_buf_start(&c->in), n);
-  track(&w->at, buf, n);
+  track(&w->rx->at, buf, n);
   rt_buf_consume(&c->in, n);
   return (ssize_t)n;
 }
@@ -137,11 +146,11 @@ static void fail_connection(rt_ws *w, int code, const char *reason) {
 static void on_frame_start(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_start_arg *arg, void *ud) {
   rt_ws *w = ud;
-  w->frame_is_data = arg->opcode <= WSLAY_BINARY_FRAME;
-  w->whole_frame = arg->fin && (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME);
-  w->frame_len = arg->payload_length;
-  w->direct = NULL;
-  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) w->msg.len = w->msg.off = 0;
+  w->rx->frame_is_data = arg->opcode <= WSLAY_BINARY_FRAME;
+  w->rx->whole_frame = arg->fin && (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME);
+  w->rx->frame_len = arg->payload_length;
+  w->rx->direct = NULL;
+  if (arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME) w->rx->msg.len = w->rx->msg.off = 0;
   /* RFC 6455 5.5.1: a close body starts with a two-byte code; wslay would answer a
    * one-byte body with a plain close. */
   if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1 && !w->close_started) {
@@ -152,7 +161,7 @@ static void on_frame_start(wslay_event_context_ptr ctx,
   }
   /* Without buffering wslay checks frames, not whole messages, against the limit: the
    * fragments of one message count together here. */
-  if (w->frame_is_data && !w->close_started && w->msg.len + arg->payload_length > w->max_message) {
+  if (w->rx->frame_is_data && !w->close_started && w->rx->msg.len + arg->payload_length > w->max_message) {
     rt_info(&w->conn->srv->log, "%s: WebSocket message over %zu bytes; closing 1009", w->conn->peer,
             w->max_message);
     fail_connection(w, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
@@ -163,11 +172,11 @@ static void on_frame_chunk(wslay_event_context_ptr ctx,
                            const struct wslay_event_on_frame_recv_chunk_arg *arg, void *ud) {
   rt_ws *w = ud;
   /* wslay has checked the message stays under max_recv_msg_length before we see it. */
-  if (!w->frame_is_data || w->dead || w->close_started) return;
-  if (w->whole_frame && arg->data_length == w->frame_len) {
-    w->direct = arg->data;
-    w->direct_len = arg->data_length;
-  } else if (rt_buf_append(&w->msg, arg->data, arg->data_length) < 0) {
+  if (!w->rx->frame_is_data || w->dead || w->close_started) return;
+  if (w->rx->whole_frame && arg->data_length == w->rx->frame_len) {
+    w->rx->direct = arg->data;
+    w->rx->direct_len = arg->data_length;
+  } else if (rt_buf_append(&w->rx->msg, arg->data, arg->data_length) < 0) {
     fail_connection(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
   }
 }
@@ -220,12 +229,12 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     case WSLAY_BINARY_FRAME: {
       /* wslay validated UTF-8 (1007 otherwise) across all the fragments. */
       if (w->close_started) return;
-      const uint8_t *data = w->msg.len ? rt_buf_start(&w->msg) : (const uint8_t *)"";
-      size_t len = w->msg.len;
-      if (w->direct) {
-        data = w->direct;
-        len = w->direct_len;
-        w->direct = NULL;
+      const uint8_t *data = w->rx->msg.len ? rt_buf_start(&w->rx->msg) : (const uint8_t *)"";
+      size_t len = w->rx->msg.len;
+      if (w->rx->direct) {
+        data = w->rx->direct;
+        len = w->rx->direct_len;
+        w->rx->direct = NULL;
       }
       int inflated = arg->rsv & WSLAY_RSV1_BIT;
       if (inflated && inflate_msg(w, arg->opcode == WSLAY_TEXT_FRAME, &data, &len) < 0) return;
@@ -237,17 +246,14 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
                                arg->opcode == WSLAY_BINARY_FRAME);
       if (inflated) rt_ws_z_inflated_done(c->srv);
       /* A big message does not pin its buffer for the life of the connection. */
-      if (!w->dead && w->msg.cap > 65536) rt_buf_free(&w->msg);
+      if (!w->dead && w->rx->msg.cap > 65536) rt_buf_free(&w->rx->msg);
       break;
     }
     case WSLAY_CONNECTION_CLOSE:
       w->close_code = arg->status_code ? arg->status_code : 1005;
-      if (arg->msg_length > 2) {
-        size_t n = arg->msg_length - 2;
-        if (n >= sizeof w->close_reason) n = sizeof w->close_reason - 1;
-        memcpy(w->close_reason, arg->msg + 2, n);
-        w->close_reason[n] = 0;
-      }
+      /* Kept only when there is one (wslay allows at most 123 bytes). */
+      if (arg->msg_length > 2 && !w->close_reason)
+        w->close_reason = strndup((const char *)arg->msg + 2, arg->msg_length - 2);
       send_control_now(w);
       break;
     case WSLAY_PING:
@@ -272,9 +278,18 @@ static void settle(rt_conn *c, rt_ws *w) {
     rt_conn_close_after_write(c);
 }
 
-static void free_ws(rt_ws *w) {
+/* Gives wslay's context and the receive state back (both made again by ctx_get). */
+static void free_rx(rt_ws *w) {
   if (w->ctx) wslay_event_context_free(w->ctx);
-  rt_buf_free(&w->msg);
+  w->ctx = NULL;
+  if (w->rx) rt_buf_free(&w->rx->msg);
+  free(w->rx);
+  w->rx = NULL;
+}
+
+static void free_ws(rt_ws *w) {
+  free_rx(w);
+  free(w->close_reason);
   free(w);
 }
 
@@ -329,11 +344,9 @@ static void on_tick(rt_conn *c, double idle) {
   }
   /* Quiet, between messages, nothing queued: most of an idle connection's memory is
    * wslay's buffers, and a fresh context later is the same as this one now. */
-  if (w->ctx && idle >= 1.0 && at_boundary(&w->at) && !wslay_event_want_write(w->ctx) &&
+  if (w->ctx && idle >= 1.0 && at_boundary(&w->rx->at) && !wslay_event_want_write(w->ctx) &&
       wslay_event_get_read_enabled(w->ctx) && wslay_event_get_write_enabled(w->ctx)) {
-    wslay_event_context_free(w->ctx);
-    w->ctx = NULL;
-    rt_buf_free(&w->msg);
+    free_rx(w);
   }
 }
 
@@ -371,7 +384,7 @@ static void on_close(rt_conn *c) {
   rt_server *srv = c->srv;
   if (srv->app.ws_close)
     srv->app.ws_close(srv, srv->app.data, w->conn_id, w->close_code ? w->close_code : 1006,
-                      w->close_reason);
+                      w->close_reason ? w->close_reason : "");
   if (w->in_recv) w->dead = 1;
   else free_ws(w);
 }
@@ -395,8 +408,11 @@ static wslay_event_context_ptr ctx_get(rt_ws *w) {
       .on_frame_recv_start_callback = on_frame_start,
       .on_frame_recv_chunk_callback = on_frame_chunk,
       .on_msg_recv_callback = on_msg};
+  if (!(w->rx = calloc(1, sizeof *w->rx))) return NULL;
   if (wslay_event_context_server_init(&w->ctx, &cbs, w) != 0) {
     w->ctx = NULL;
+    free(w->rx);
+    w->rx = NULL;
     return NULL;
   }
   wslay_event_config_set_no_buffering(w->ctx, 1);
@@ -490,6 +506,7 @@ int rt_ws_accept(rt_conn *c, const rt_http_req *req, const rt_ws_opts *o, char *
   rt_http1_detach(c);
   rt_conn_set_proto(c, &ws_proto, RT_PROTO_WS, w);
   rt_conn_write(c, resp, (size_t)n);
+  rt_conn_trim_when_drained(c);
   /* A client may send its first frame with the upgrade: it waits until the app's open
    * handler has run (the caller is still setting up). */
   rt_conn_resume_read_later(c);
