@@ -68,7 +68,8 @@ static double tick_interval(const rt_server *srv) {
 }
 
 rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer) {
-  rt_conn *c = calloc(1, sizeof *c);
+  size_t peer_len = strnlen(peer, 63);
+  rt_conn *c = calloc(1, sizeof *c + peer_len + 1);
   if (!c) return NULL;
   c->srv = srv;
   c->fd = fd;
@@ -76,7 +77,7 @@ rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer) {
     free(c);
     return NULL;
   }
-  snprintf(c->peer, sizeof c->peer, "%s", peer);
+  memcpy(c->peer, peer, peer_len);
   ev_io_init(&c->rio, on_readable, fd, EV_READ);
   ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
   c->rio.data = c->wio.data = c;

@@ -51,7 +51,9 @@ struct rt_conn {
   struct rt_sub *subs;         /* broker subscriptions, dropped on close */
   char *user;                  /* who the peer authenticated as (presence), or NULL */
   struct rt_tls *tls;          /* TLS between the socket and c->in/c->out; NULL: plain */
-  char peer[64];
+  char peer[];                 /* who is at the other end ("addr:port"), up to 63 bytes,
+                                  allocated with the connection: no room kept for the
+                                  longest address when most are short */
 };
 
 rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer);
