@@ -107,12 +107,14 @@ local conns = {}   -- id -> ws object, while open
 local WS = {}
 WS.__index = WS
 
--- A connection object holds only what every connection has; ws.data and ws.params (empty
--- for a path without parameters) are made when first read. Most connections are idle,
--- and each table left out is memory an idle connection does not cost.
+-- A connection object holds only what every connection has; ws.data, ws.params (empty
+-- for a path without parameters) and ws.peer (asked of the core; dispatch.ws_close keeps
+-- it before the connection goes) are made when first read. Most connections are idle,
+-- and each table or string left out is memory an idle connection does not cost.
 local lazy_fields = {
   data = function() return {} end,
   params = function() return {} end,
+  peer = function(ws) return core.conn_peer(ws.id) end,
 }
 local WSConn = {
   __index = function(ws, k)
@@ -120,7 +122,7 @@ local WSConn = {
     if m ~= nil then return m end
     local make = lazy_fields[k]
     if not make then return nil end
-    local v = make()
+    local v = make(ws)
     rawset(ws, k, v)
     return v
   end,
@@ -420,7 +422,7 @@ function dispatch.http(id, req, peer)
       local h = route.handlers
       local protocol = core.ws_accept(id, h)
       if not protocol then return end
-      local ws = setmetatable({ id = id, route = route.path, peer = peer }, WSConn)
+      local ws = setmetatable({ id = id, route = route.path }, WSConn)
       if next(params) then ws.params = params end
       if protocol ~= "" then ws.protocol = protocol end
       if req.tls then ws.tls = req.tls end
@@ -439,9 +441,10 @@ function dispatch.ws_message(id, data, binary)
   if h and h.message then h.message(ws, data, binary) end
 end
 
-function dispatch.ws_close(id, code, reason)
+function dispatch.ws_close(id, code, reason, peer)
   local ws = conns[id]
   if not ws then return end
+  if rawget(ws, "peer") == nil then rawset(ws, "peer", peer) end  -- the last chance to ask
   conns[id] = nil
   ws.closed = true
   local h = ws_route_handlers(ws)

@@ -23,7 +23,11 @@ void rt_lua_ws_close(rt_server *srv, void *data, uint64_t id, int code, const ch
   lua_pushnumber(co, (lua_Number)id);
   lua_pushinteger(co, code);
   lua_pushstring(co, reason ? reason : "");
-  rt_lua_start(lx, co, 3, 0);
+  /* Its peer, while the connection is still there to ask (ws.peer is made on demand). */
+  const char *peer = rt_conn_peer_of(srv, id);
+  if (peer) lua_pushstring(co, peer);
+  else lua_pushnil(co);
+  rt_lua_start(lx, co, 4, 0);
 }
 
 static int read_strings(lua_State *L, int idx, const char *field, const char **out, int max) {
@@ -109,12 +113,11 @@ static int l_ws_close(lua_State *L) {
   return 0;
 }
 
-/* core.conn_info(id) -> peer | nil */
+/* core.conn_peer(id) -> peer | nil */
 static int l_conn_peer(lua_State *L) {
-  rt_server *srv = rt_lua_server(L);
-  rt_conn *c = rt_conn_find(srv, (uint64_t)luaL_checknumber(L, 1));
-  if (!c) return 0;
-  lua_pushstring(L, c->peer);
+  const char *peer = rt_conn_peer_of(rt_lua_server(L), (uint64_t)luaL_checknumber(L, 1));
+  if (!peer) return 0;
+  lua_pushstring(L, peer);
   return 1;
 }
 

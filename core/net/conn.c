@@ -59,6 +59,13 @@ rt_conn *rt_conn_find(rt_server *srv, uint64_t id) {
   return c;
 }
 
+const char *rt_conn_peer_of(rt_server *srv, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & 0xffffff);
+  if (slot >= srv->nslots) return NULL;
+  rt_conn *c = srv->slots[slot];
+  return c && c->id == id ? c->peer : NULL;
+}
+
 static double tick_interval(const rt_server *srv) {
   double t = srv->cfg.idle_timeout;
   if (srv->cfg.ws_ping_interval > 0 && srv->cfg.ws_ping_interval < t) t = srv->cfg.ws_ping_interval;

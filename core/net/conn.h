@@ -80,6 +80,9 @@ void rt_conn_touch(rt_conn *c);
 int rt_conn_set_user(rt_conn *c, const char *user);
 /* Looks a script's handle up; NULL when that connection is gone. */
 rt_conn *rt_conn_find(rt_server *srv, uint64_t id);
+/* Who is at the other end of a connection, also while it is closing (its close handlers
+ * run then); NULL when it is gone. */
+const char *rt_conn_peer_of(rt_server *srv, uint64_t id);
 
 /* Server-side plumbing for conn.c. */
 /* Small writes coalesce into chunks of this size, kept in srv->small_chunks for reuse:

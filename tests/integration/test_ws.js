@@ -183,6 +183,27 @@ describe('echo app', () => {
     await m.close(1000);
   });
 
+  test('ws.peer, ws.params and ws.data (made on first read) work in every handler', async () => {
+    const m = await monitor();
+    const c = await Client.open(srv.wsUrl('/fields/alice'));
+    const open = await c.nextText();
+    const port = c.ws._socket.localPort;
+    assert.equal(open, `open alice 127.0.0.1:${port}`);
+    await c.send('x');
+    assert.equal(await c.nextText(), 'count 1 nil');
+    await c.send('set');
+    assert.equal(await c.nextText(), 'count 100 x');
+    await c.close(1000);
+    assert.equal(await m.nextText(), `close /fields alice 127.0.0.1:${port} 100`);
+
+    // Nothing read before the close: the close handler still gets the peer it had.
+    const d = await Client.open(srv.wsUrl('/fields'));
+    const dport = d.ws._socket.localPort;
+    d.terminate();
+    assert.equal(await m.nextText(), `close /fields-late 127.0.0.1:${dport} nil nil`);
+    await m.close(1000);
+  });
+
   test('ws:close(4001, "bye") from the script reaches the client', async () => {
     const m = await monitor();
     const c = await echoClient();

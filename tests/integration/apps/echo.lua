@@ -66,6 +66,30 @@ rt.websocket("/pub/:topic", {
   end,
 })
 
+-- ws.peer, ws.params and ws.data are made when first read (an idle connection holds none
+-- of them): each behaves as a plain field, in every handler, the close handler included.
+rt.websocket("/fields/:name", {
+  open = function(ws)
+    ws.data.count = 0
+    ws:send(string.format("open %s %s", ws.params.name, ws.peer))
+  end,
+  message = function(ws, data)
+    ws.data.count = ws.data.count + 1
+    if data == "set" then ws.params.extra = "x"; ws.data = { count = 100 } end
+    ws:send(string.format("count %d %s", ws.data.count, tostring(ws.params.extra)))
+  end,
+  close = function(ws, code)
+    report("close /fields %s %s %d", ws.params.name, tostring(ws.peer), ws.data.count)
+  end,
+})
+rt.websocket("/fields", {
+  -- no open handler: nothing is read until the close, after the connection is gone
+  close = function(ws, code)
+    report("close /fields-late %s %s %s", tostring(ws.peer), tostring(next(ws.params)),
+           tostring(next(ws.data)))
+  end,
+})
+
 -- HTTP routes
 local items = {}
 rt.http.get("/closes", function() return 200, closes end)
