@@ -15,8 +15,7 @@
 #define READ_CHUNK 16384
 #define CLOSE_GRACE 5.0 /* seconds a closing peer gets to read our last bytes */
 
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents);
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents);
+static void on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
 
 static int slot_take(rt_server *srv, rt_conn *c) {
@@ -85,14 +84,13 @@ rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer) {
     return NULL;
   }
   memcpy(c->peer, peer, peer_len);
-  ev_io_init(&c->rio, on_readable, fd, EV_READ);
-  ev_io_init(&c->wio, on_writable, fd, EV_WRITE);
-  c->rio.data = c->wio.data = c;
+  ev_io_init(&c->io, on_io, fd, EV_READ);
+  c->io.data = c;
   double t = tick_interval(srv);
   ev_timer_init(&c->tick, on_tick, t, t);
   c->tick.data = c;
   c->last_active = ev_now(srv->loop);
-  ev_io_start(srv->loop, &c->rio);
+  ev_io_start(srv->loop, &c->io);
   ev_timer_start(srv->loop, &c->tick);
   srv->nconns++;
   srv->metrics.conns_total++;
@@ -110,11 +108,25 @@ void rt_conn_set_proto(rt_conn *c, const rt_proto *p, int kind, void *state) {
 
 void rt_conn_touch(rt_conn *c) { c->last_active = ev_now(c->srv->loop); }
 
+/* The one watcher listens for what the connection wants now: reading unless paused,
+ * writing while output waits for a full socket. libev changes a watcher's events only
+ * while it is stopped; an event already pending for it stays pending if still wanted
+ * (as it did when reading and writing had a watcher each). */
+static void io_update(rt_conn *c) {
+  struct ev_loop *loop = c->srv->loop;
+  int want = (c->read_paused ? 0 : EV_READ) | (c->write_armed ? EV_WRITE : 0);
+  if (ev_is_active(&c->io) && (c->io.events & (EV_READ | EV_WRITE)) == want) return;
+  int pending = ev_clear_pending(loop, &c->io) & want;
+  ev_io_stop(loop, &c->io);
+  ev_io_modify(&c->io, want);
+  if (want) ev_io_start(loop, &c->io);
+  if (pending) ev_feed_event(loop, &c->io, pending);
+}
+
 void rt_conn_pause_read(rt_conn *c, int paused) {
   if (c->closing || (unsigned)paused == c->read_paused) return;
   c->read_paused = paused ? 1 : 0;
-  if (paused) ev_io_stop(c->srv->loop, &c->rio);
-  else ev_io_start(c->srv->loop, &c->rio);
+  io_update(c);
   /* Bytes may already wait in the buffer (pipelined requests): handle them now. */
   if (!paused && c->in.len && c->proto->on_read) c->proto->on_read(c);
 }
@@ -125,11 +137,11 @@ void rt_conn_resume_read_later(rt_conn *c) {
   if (c->closing) return;
   if (c->read_paused) {
     c->read_paused = 0;
-    ev_io_start(c->srv->loop, &c->rio);
+    io_update(c);
   }
   if (c->in.len) {
     c->input_pending = 1;
-    ev_feed_event(c->srv->loop, &c->rio, EV_READ);
+    ev_feed_event(c->srv->loop, &c->io, EV_READ);
   }
 }
 
@@ -213,7 +225,6 @@ static int flush(rt_conn *c) {
 }
 
 static void after_flush(rt_conn *c, int rc) {
-  struct ev_loop *loop = c->srv->loop;
   if (rc < 0) return;
   if (rc == 2) {  /* TLS: the output waits for the handshake, which reading drives */
     if (c->write_armed) {
@@ -225,13 +236,13 @@ static void after_flush(rt_conn *c, int rc) {
   if (rc == 0) {
     if (!c->write_armed) {
       c->write_armed = 1;
-      ev_io_start(loop, &c->wio);
+      io_update(c);
     }
     return;
   }
   if (c->write_armed) {
     c->write_armed = 0;
-    ev_io_stop(loop, &c->wio);
+    io_update(c);
   }
   if (c->close_after_write) {
     rt_conn_close(c);
@@ -259,13 +270,8 @@ void rt_conn_flush_all(rt_server *srv) {
   }
 }
 
-static void on_writable(struct ev_loop *loop, ev_io *w, int revents) {
-  rt_conn *c = w->data;
-  after_flush(c, flush(c));
-}
-
-static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
-  rt_conn *c = w->data;
+static void on_readable(rt_conn *c) {
+  struct ev_loop *loop = c->srv->loop;
   if (c->input_pending) {
     c->input_pending = 0;
     if (c->in.len) {
@@ -312,6 +318,12 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents) {
   }
 }
 
+static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
+  rt_conn *c = w->data;
+  if (revents & EV_READ) on_readable(c);
+  if ((revents & EV_WRITE) && c->write_armed && !c->closing) after_flush(c, flush(c));
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
   rt_conn *c = w->data;
   if (c->close_after_write) {
@@ -339,8 +351,7 @@ void rt_conn_close(rt_conn *c) {
   if (c->closing) return;
   rt_server *srv = c->srv;
   c->closing = 1;
-  ev_io_stop(srv->loop, &c->rio);
-  ev_io_stop(srv->loop, &c->wio);
+  ev_io_stop(srv->loop, &c->io);
   ev_timer_stop(srv->loop, &c->tick);
   if (c->proto) {
     srv->metrics.conns_open[c->proto_kind]--;

@@ -29,28 +29,30 @@ typedef struct rt_proto {
 
 enum { RT_PROTO_HTTP1, RT_PROTO_WS, RT_PROTO_STOMP, RT_PROTO_H2, RT_PROTO_COUNT };
 
+/* Kept small (most connections are idle: README, idle memory), with what a fan-out
+ * delivery reads first, on the line the broker prefetches. */
 struct rt_conn {
   rt_server *srv;
+  const rt_proto *proto;
+  void *pstate;
+  rt_outq out;
+  unsigned closing : 1, close_after_write : 1, read_paused : 1, queued_flush : 1,
+      write_armed : 1, overflowed : 1, input_pending : 1,
+      trim_when_drained : 1;   /* give the write queue's array back once it empties */
   int fd;
-  uint32_t slot;
+  rt_conn *next_flush;
   uint64_t id;                 /* slot + generation: what scripts hold */
-  ev_io rio, wio;
+  ev_io io;                    /* one watcher for reading and writing, set to what is
+                                  wanted (rt_conn_io_update): not one for each */
   ev_timer tick;
   double last_active;
   rt_buf in;
-  rt_outq out;
-  const rt_proto *proto;
-  int proto_kind;
-  void *pstate;
-  int busy;                    /* callbacks on the stack; free waits for 0 */
-  unsigned closing : 1, close_after_write : 1, read_paused : 1, queued_flush : 1,
-      write_armed : 1, overflowed : 1, freed : 1, input_pending : 1,
-      trim_when_drained : 1;   /* give the write queue's array back once it empties */
-  rt_conn *next_flush;
   rt_conn *next_dead;
   struct rt_sub *subs;         /* broker subscriptions, dropped on close */
   char *user;                  /* who the peer authenticated as (presence), or NULL */
   struct rt_tls *tls;          /* TLS between the socket and c->in/c->out; NULL: plain */
+  uint32_t slot;
+  uint8_t proto_kind;
   char peer[];                 /* who is at the other end ("addr:port"), up to 63 bytes,
                                   allocated with the connection: no room kept for the
                                   longest address when most are short */
