@@ -17,6 +17,7 @@
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents);
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents);
+static void ticks_faster(rt_server *srv);
 
 static int slot_take(rt_server *srv, rt_conn *c) {
   if (srv->nfree) {
@@ -86,13 +87,17 @@ rt_conn *rt_conn_new(rt_server *srv, int fd, const char *peer) {
   memcpy(c->peer, peer, peer_len);
   ev_io_init(&c->io, on_io, fd, EV_READ);
   c->io.data = c;
-  double t = tick_interval(srv);
-  ev_timer_init(&c->tick, on_tick, t, t);
-  c->tick.data = c;
   c->last_active = ev_now(srv->loop);
   ev_io_start(srv->loop, &c->io);
-  ev_timer_start(srv->loop, &c->tick);
-  srv->nconns++;
+  if (srv->nconns++ == 0) {
+    /* No timer per connection (it would cost each one 64 bytes and the loop a heap
+     * entry): one ticks them all, while there are any. */
+    double t = tick_interval(srv);
+    ev_timer_init(&srv->conn_tick, on_tick, t, t);
+    srv->conn_tick.data = srv;
+    srv->conn_tick_last = ev_now(srv->loop);
+    ev_timer_start(srv->loop, &srv->conn_tick);
+  }
   srv->metrics.conns_total++;
   return c;
 }
@@ -229,7 +234,7 @@ static void after_flush(rt_conn *c, int rc) {
   if (rc == 2) {  /* TLS: the output waits for the handshake, which reading drives */
     if (c->write_armed) {
       c->write_armed = 0;
-      ev_io_stop(loop, &c->wio);
+      io_update(c);
     }
     return;
   }
@@ -324,14 +329,41 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents) {
   if ((revents & EV_WRITE) && c->write_armed && !c->closing) after_flush(c, flush(c));
 }
 
+/* Every connection's periodic check, at the tick interval: the protocol's on_tick (idle
+ * timeouts, keepalive pings, giving idle buffers back), and the grace of one closing
+ * after its last write, checked ten times per grace while there is one. Connections
+ * closed or opened by a check are skipped or ticked harmlessly (ticks look at idle time). */
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents) {
-  rt_conn *c = w->data;
-  if (c->close_after_write) {
-    /* The peer did not take our last bytes in time. */
-    if (ev_now(loop) - c->last_active > CLOSE_GRACE) rt_conn_close(c);
-    return;
+  rt_server *srv = w->data;
+  double now = ev_now(loop), interval = tick_interval(srv);
+  /* 1% early is on time: libev's clock and the timer's do not agree to the last bit. */
+  int protocols = now - srv->conn_tick_last >= interval * 0.99;
+  int grace = 0;
+  if (protocols) srv->conn_tick_last = now;
+  for (uint32_t i = 0; i < srv->nslots; i++) {
+    rt_conn *c = srv->slots[i];
+    if (!c || c->closing) continue;
+    if (c->close_after_write) {
+      /* The peer did not take our last bytes in time. */
+      if (now - c->last_active > CLOSE_GRACE) rt_conn_close(c);
+      else grace = 1;
+      continue;
+    }
+    if (protocols && c->proto->on_tick) c->proto->on_tick(c, now - c->last_active);
   }
-  if (c->proto->on_tick) c->proto->on_tick(c, ev_now(loop) - c->last_active);
+  if (!grace && w->repeat != interval && ev_is_active(w)) {
+    w->repeat = interval;
+    ev_timer_again(loop, w);
+  }
+}
+
+/* A connection is in its closing grace: tick often enough to end it on time. */
+static void ticks_faster(rt_server *srv) {
+  ev_timer *w = &srv->conn_tick;
+  if (ev_is_active(w) && w->repeat > CLOSE_GRACE / 10) {
+    w->repeat = CLOSE_GRACE / 10;
+    ev_timer_again(srv->loop, w);
+  }
 }
 
 void rt_conn_close_after_write(rt_conn *c) {
@@ -339,9 +371,7 @@ void rt_conn_close_after_write(rt_conn *c) {
   c->close_after_write = 1;
   c->last_active = ev_now(c->srv->loop);
   /* The grace is checked on the tick, which may be far apart: tick often enough now. */
-  ev_timer_stop(c->srv->loop, &c->tick);
-  ev_timer_set(&c->tick, CLOSE_GRACE / 10, CLOSE_GRACE / 10);
-  ev_timer_start(c->srv->loop, &c->tick);
+  ticks_faster(c->srv);
   /* TLS has a last word to say (close_notify): its flush says it. */
   if (rt_outq_count(&c->out) == 0 && !c->tls) rt_conn_close(c);
   else schedule_flush(c);
@@ -352,7 +382,6 @@ void rt_conn_close(rt_conn *c) {
   rt_server *srv = c->srv;
   c->closing = 1;
   ev_io_stop(srv->loop, &c->io);
-  ev_timer_stop(srv->loop, &c->tick);
   if (c->proto) {
     srv->metrics.conns_open[c->proto_kind]--;
     if (c->proto->on_close) c->proto->on_close(c);
@@ -361,7 +390,7 @@ void rt_conn_close(rt_conn *c) {
   close(c->fd);
   c->fd = -1;
   slot_release(srv, c);
-  srv->nconns--;
+  if (--srv->nconns == 0) ev_timer_stop(srv->loop, &srv->conn_tick);
   /* Freed in the prepare watcher, once no callback up the stack can still use it. */
   c->next_dead = srv->dead_list;
   srv->dead_list = c;

@@ -43,8 +43,7 @@ struct rt_conn {
   rt_conn *next_flush;
   uint64_t id;                 /* slot + generation: what scripts hold */
   ev_io io;                    /* one watcher for reading and writing, set to what is
-                                  wanted (rt_conn_io_update): not one for each */
-  ev_timer tick;
+                                  wanted: not one for each */
   double last_active;
   rt_buf in;
   rt_conn *next_dead;

@@ -43,6 +43,9 @@ struct rt_server {
   uint32_t *free_slots;
   uint32_t nslots, nfree, cap_slots;
   int nconns;
+  /* One timer ticks every connection (conn.c): runs while there are connections. */
+  ev_timer conn_tick;
+  double conn_tick_last;   /* when the protocols' on_tick last ran */
 
   ev_prepare flush_watcher;
   rt_buf read_scratch;     /* connections read here first (conn.c) */
