@@ -378,6 +378,73 @@ static void test_write_to_vanished_peer_does_not_kill(void **state) {
   assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* ---- ticks: one server timer for every connection ------------------------------------ */
+
+static void p_tick(rt_conn *c, double idle) { (*(int *)c->pstate)++; }
+static const rt_proto tick_proto = {.name = "tick", .on_read = p_read, .on_tick = p_tick};
+
+static void spin_for(struct ev_loop *loop, double seconds) {
+  double end = ev_time() + seconds;
+  while (ev_time() < end) {
+    tloop_spin(loop, 1);
+    usleep(1000);
+  }
+}
+
+/* Every open connection gets its on_tick at the interval (here 0.1 s: half the idle
+ * timeout); the one timer stops with the last connection, so a loop can end. */
+static void test_one_timer_ticks_every_conn(void **state) {
+  tsrv t;
+  rt_config cfg;
+  tsrv_config(&cfg);
+  cfg.idle_timeout = 0.2;
+  assert_int_equal(tsrv_start(&t, &cfg), 0);
+  int cfd[3], sfd, ticks[3] = {0};
+  rt_conn *c[3];
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(tsock_pair(&sfd, &cfd[i]), 0);
+    c[i] = rt_conn_new(t.srv, sfd, "peer");
+    assert_non_null(c[i]);
+    rt_conn_set_proto(c[i], &tick_proto, RT_PROTO_HTTP1, &ticks[i]);
+    spin_for(t.loop, 0.02);
+  }
+  assert_true(ev_is_active(&t.srv->conn_tick));
+  spin_for(t.loop, 0.45);
+  for (int i = 0; i < 3; i++) {
+    assert_in_range(ticks[i], 3, 6);
+    rt_conn_close(c[i]);
+    close(cfd[i]);
+  }
+  assert_false(ev_is_active(&t.srv->conn_tick));
+  tsrv_stop(&t);
+}
+
+/* A connection that closes after its last write gives a peer that never reads 5 s of
+ * grace, even when the tick interval is far longer (15 s here): the timer ticks faster
+ * while one is in its grace, then goes back to the interval. */
+static void test_close_grace_with_a_long_tick(void **state) {
+  fx *f = *state;
+  int ticks = 0;
+  rt_conn_set_proto(f->c, &tick_proto, RT_PROTO_HTTP1, &ticks);
+  tsock_small_buffers(f->cfd, 4096);
+  size_t total = 4 << 20;
+  uint8_t *data = calloc(1, total);
+  rt_conn_write(f->c, data, total);
+  free(data);
+  double start = ev_time();
+  rt_conn_close_after_write(f->c);
+  assert_false(f->c->closing);
+  assert_true(f->t.srv->conn_tick.repeat <= 0.5);
+  while (!f->c->closing && ev_time() - start < 10) {
+    tloop_spin(f->t.loop, 1);
+    usleep(5000);
+  }
+  double took = ev_time() - start;
+  assert_true(f->c->closing);
+  assert_true(took >= 5.0 && took < 6.0);
+  assert_int_equal(ticks, 0);  /* a closing connection is not the protocol's any more */
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 #define TS(fn) cmocka_unit_test_setup_teardown(fn, setup_small, teardown)
@@ -397,6 +464,8 @@ int main(void) {
       T(test_pause_read),
       T(test_metrics_count_open_conns),
       cmocka_unit_test(test_write_to_vanished_peer_does_not_kill),
+      cmocka_unit_test(test_one_timer_ticks_every_conn),
+      T(test_close_grace_with_a_long_tick),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
