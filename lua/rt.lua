@@ -193,13 +193,21 @@ end
 
 -- topic:subscribe(ws [, { since = { epoch = e, offset = n } }]) -> true [, recovered]
 -- With a position, what the connection missed since then comes first.
-function Topic:subscribe(ws, opts)
+-- opts.since checked: epoch, offset, or nothing when there is no position. level: the
+-- caller to blame for a bad one.
+local function since_arg(opts, level)
   local since = type(opts) == "table" and opts.since or nil
-  if since == nil then return core.topic_subscribe(self.name, conn_id(ws)) end
+  if since == nil then return nil end
   if type(since) ~= "table" or type(since.epoch) ~= "string" or type(since.offset) ~= "number" then
-    error("topic:subscribe: since must be { epoch = string, offset = number }", 2)
+    error("topic:subscribe: since must be { epoch = string, offset = number }", level + 1)
   end
-  return core.topic_subscribe(self.name, conn_id(ws), since.epoch, since.offset)
+  return since.epoch, since.offset
+end
+
+function Topic:subscribe(ws, opts)
+  local epoch, offset = since_arg(opts, 2)
+  if epoch == nil then return core.topic_subscribe(self.name, conn_id(ws)) end
+  return core.topic_subscribe(self.name, conn_id(ws), epoch, offset)
 end
 function Topic:unsubscribe(ws) return core.topic_unsubscribe(self.name, conn_id(ws)) end
 -- -> deliveries [, offset when the topic keeps history]
@@ -533,6 +541,7 @@ rt._internal = {
   registering = registering,
   current_app = function() return current_app end,
   compile_pattern = compile_pattern,
+  since_arg = since_arg,
   match_pattern = match_pattern,
   find_ws_route = find_ws_route,
   conns = conns,

@@ -53,12 +53,9 @@ end
 function Topic:subscribe(ws, opts)
   local id = session_id(ws)
   if not id then return topic_subscribe(self, ws, opts) end
-  local since = type(opts) == "table" and opts.since or nil
-  if since == nil then return core.sockjs_subscribe(self.name, id) end
-  if type(since) ~= "table" or type(since.epoch) ~= "string" or type(since.offset) ~= "number" then
-    error("topic:subscribe: since must be { epoch = string, offset = number }", 2)
-  end
-  return core.sockjs_subscribe(self.name, id, since.epoch, since.offset)
+  local epoch, offset = I.since_arg(opts, 2)
+  if epoch == nil then return core.sockjs_subscribe(self.name, id) end
+  return core.sockjs_subscribe(self.name, id, epoch, offset)
 end
 function Topic:unsubscribe(ws)
   local id = session_id(ws)

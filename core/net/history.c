@@ -240,11 +240,11 @@ uint64_t rt_history_top(rt_history *h, const char *name, const char **epoch) {
 }
 
 uint64_t rt_history_position(rt_history *h, const char *name, const char **epoch) {
-  if (!rt_map_get(&h->records, name) && policy_for(h, name)) {
+  const policy *p = rt_map_get(&h->records, name) ? NULL : policy_for(h, name);
+  if (p) {
     record *r = record_get(h, name, 1);
     if (r) {
       /* Forgotten a ttl from now unless something is published to it. */
-      const policy *p = policy_for(h, name);
       r->size = p->size;
       r->ttl = p->ttl;
       r->empty_since = ev_now(h->srv->loop);
