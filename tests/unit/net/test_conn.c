@@ -441,7 +441,9 @@ static void test_close_grace_with_a_long_tick(void **state) {
   }
   double took = ev_time() - start;
   assert_true(f->c->closing);
-  assert_true(took >= 5.0 && took < 6.0);
+  /* At least the grace; well short of the 15 s tick (a busy or sanitized build runs late,
+   * so the bound is loose: without the faster tick the loop above gives up at 10 s). */
+  assert_true(took >= 5.0 && took < 9.0);
   assert_int_equal(ticks, 0);  /* a closing connection is not the protocol's any more */
 }
 
