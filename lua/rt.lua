@@ -252,8 +252,12 @@ function rt.presence(pattern, handlers)
   list[#list + 1] = { pattern = pattern, join = handlers.join, leave = handlers.leave }
 end
 
--- rt.history(pattern, { size = N, ttl = SECONDS }): topics whose names match keep their
+-- rt.history(pattern, { size = N, ttl = SECONDS [, lost = fn(topic, ws)]
+--             [, recovered = fn(topic, ws, ok)] }): topics whose names match keep their
 -- last N messages for up to SECONDS, each with an offset, so clients can recover.
+-- lost: ws (a subscriber here) may have missed messages that cannot be had (with --engine:
+-- a gap the history no longer covers, or Redis lost the history). recovered: the outcome
+-- of a topic:subscribe{since} that had to wait for Redis (it returned nil).
 function rt.history(pattern, opts)
   if type(pattern) ~= "string" or pattern == "" or #pattern > 1024 then
     error("rt.history: pattern must be a non-empty string of up to 1024 bytes", 2)
@@ -264,9 +268,12 @@ function rt.history(pattern, opts)
     error("rt.history: size must be a whole number from 1 to 100000", 2)
   end
   if type(ttl) ~= "number" or not (ttl > 0) then error("rt.history: ttl must be a positive number of seconds", 2) end
+  for _, k in ipairs({ "lost", "recovered" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then error("rt.history: " .. k .. " must be a function", 2) end
+  end
   local list = registering().history
   if #list >= 64 then error("rt.history: at most 64 patterns", 2) end
-  list[#list + 1] = { pattern, size, ttl }
+  list[#list + 1] = { pattern, size, ttl, lost = opts.lost, recovered = opts.recovered }
 end
 
 function rt.publish(name, data, binary) return rt.topic(name):publish(data, binary) end
@@ -525,6 +532,18 @@ function dispatch.presence(topic, id, user, joined, node)
   for _, p in ipairs(app.presence) do
     local fn = joined and p.join or p.leave
     if fn and core.topic_match(p.pattern, topic) then fn(rt.topic(topic), who) end
+  end
+end
+
+function dispatch.history(topic, id, what, ok)
+  local app, ws = current_app, conns[id]
+  if not app or not ws then return end
+  for _, p in ipairs(app.history) do
+    if core.topic_match(p[1], topic) then
+      local fn = p[what]
+      if fn then fn(rt.topic(topic), ws, ok) end
+      return
+    end
   end
 end
 

@@ -110,4 +110,10 @@ void rt_lua_open_stomp(lua_State *L, rt_server *srv);
 void rt_lua_open_sockjs(lua_State *L, rt_server *srv);
 void rt_lua_timers_free(rt_lua *lx);
 
+/* History events of a topic subscriber (a recovery's late outcome, a loss) go to the
+ * script (rt.history's recovered / lost handlers); a recovery's result as Lua sees it:
+ * true, false, or nil when it waits for the engine. */
+void rt_lua_sub_events(struct rt_sub *s);
+void rt_lua_push_recovered(lua_State *L, int rc);
+
 #endif

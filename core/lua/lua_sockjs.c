@@ -248,9 +248,10 @@ static int l_subscribe(lua_State *L) {
   rt_sub *sub = rt_broker_find(srv->broker, name, s->conn, rt_sockjs_deliver);
   if (!sub && !(sub = rt_broker_subscribe(srv->broker, name, s->conn, rt_sockjs_deliver, s)))
     return luaL_error(L, "out of memory");
+  rt_lua_sub_events(sub);
   lua_pushboolean(L, 1);
   if (!epoch) return 1;
-  lua_pushboolean(L, since >= 0 && rt_broker_replay(srv->broker, sub, epoch, (uint64_t)since));
+  rt_lua_push_recovered(L, since >= 0 ? rt_broker_replay(srv->broker, sub, epoch, (uint64_t)since) : 0);
   return 2;
 }
 

@@ -5,8 +5,36 @@
 #include "net/broker.h"
 #include "net/history.h"
 #include "net/presence.h"
+#include "net/stream.h"
 #include "lua_int.h"
 #include "ws/ws.h"
+
+/* A history event of one subscriber, on its own coroutine: rt._dispatch.history(topic,
+ * conn id, "recovered" | "lost", ok). */
+static void history_event(rt_sub *s, const char *what, int ok) {
+  rt_server *srv = s->conn->srv;
+  rt_lua *lx = rt_lua_get(srv);
+  if (!lx) return;
+  lua_State *co = rt_lua_prepare(lx, "history");
+  lua_pushstring(co, rt_sub_name(s));
+  lua_pushnumber(co, (lua_Number)s->conn->id);
+  lua_pushstring(co, what);
+  lua_pushboolean(co, ok);
+  rt_lua_start(lx, co, 4, 0);
+}
+
+static void sub_recovered(rt_sub *s, int ok) { history_event(s, "recovered", ok); }
+static void sub_lost(rt_sub *s) { history_event(s, "lost", 0); }
+
+void rt_lua_sub_events(rt_sub *s) {
+  s->recovered = sub_recovered;
+  s->lost = sub_lost;
+}
+
+void rt_lua_push_recovered(lua_State *L, int rc) {
+  if (rc == RT_STREAM_PENDING) lua_pushnil(L);  /* rt.history's recovered handler says */
+  else lua_pushboolean(L, rc == 1);
+}
 
 static rt_conn *ws_arg(lua_State *L, rt_server *srv, int idx) {
   rt_conn *c = rt_conn_find(srv, (uint64_t)luaL_checknumber(L, idx));
@@ -31,9 +59,10 @@ static int l_subscribe(lua_State *L) {
   rt_sub *s = rt_broker_find(srv->broker, name, c, rt_ws_deliver);
   if (!s && !(s = rt_broker_subscribe(srv->broker, name, c, rt_ws_deliver, NULL)))
     return luaL_error(L, "out of memory");
+  rt_lua_sub_events(s);
   lua_pushboolean(L, 1);
   if (!epoch) return 1;
-  lua_pushboolean(L, since >= 0 && rt_broker_replay(srv->broker, s, epoch, (uint64_t)since));
+  rt_lua_push_recovered(L, since >= 0 ? rt_broker_replay(srv->broker, s, epoch, (uint64_t)since) : 0);
   return 2;
 }
 
@@ -115,8 +144,11 @@ static int l_history(lua_State *L) {
  * nothing was published to it yet; ("", 0) for one without. */
 static int l_position(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
-  const char *epoch;
-  uint64_t top = rt_history_position(rt_broker_history(srv->broker), luaL_checkstring(L, 1), &epoch);
+  const char *epoch, *name = luaL_checkstring(L, 1);
+  rt_streams *ss = rt_broker_streams(srv->broker);
+  /* With the history in the engine, only the engine makes epochs: where this node is. */
+  uint64_t top = rt_streams_cover(ss, name) ? rt_streams_position(ss, name, &epoch)
+                                            : rt_history_position(rt_broker_history(srv->broker), name, &epoch);
   lua_pushstring(L, epoch);
   lua_pushnumber(L, (lua_Number)top);
   return 2;

@@ -9,6 +9,7 @@
 #include "history.h"
 #include "presence.h"
 #include "server_int.h"
+#include "stream.h"
 
 struct rt_topic {
   char *name;
@@ -26,6 +27,7 @@ struct rt_broker {
   rt_history *history;
   rt_presence *presence;
   rt_engine *engine;  /* NULL: this process alone */
+  rt_streams *streams;  /* histories that live in the engine */
   rt_buf engine_out;  /* the encoding of the message being published, reused */
   rt_buf engine_in;   /* strings of the message being received, reused */
   char engine_err[256];
@@ -37,7 +39,8 @@ rt_broker *rt_broker_new(rt_server *srv) {
   b->srv = srv;
   b->history = rt_history_new(srv);
   b->presence = rt_presence_new(srv);
-  if (!b->history || !b->presence) {
+  b->streams = rt_streams_new(b, srv);
+  if (!b->history || !b->presence || !b->streams) {
     rt_broker_free(b);
     return NULL;
   }
@@ -46,6 +49,7 @@ rt_broker *rt_broker_new(rt_server *srv) {
 
 rt_history *rt_broker_history(rt_broker *b) { return b->history; }
 rt_presence *rt_broker_presence(rt_broker *b) { return b->presence; }
+rt_streams *rt_broker_streams(rt_broker *b) { return b->streams; }
 
 static void free_graveyard(rt_topic *t) {
   while (t->graveyard) {
@@ -64,6 +68,7 @@ static void topic_free(rt_topic *t) {
 static void topic_maybe_drop(rt_broker *b, rt_topic *t) {
   if (t->head || t->publishing) return;
   if (b->engine) b->engine->ops->unwatch(b->engine, t->name, t->pattern);
+  if (!t->pattern) rt_streams_unwatch(b->streams, t->name);
   rt_map_remove(t->pattern ? &b->patterns : &b->topics, t->name);
   topic_free(t);
 }
@@ -87,6 +92,7 @@ void rt_broker_free(rt_broker *b) {
   if (!b) return;
   free_topics(&b->topics);
   free_topics(&b->patterns);
+  rt_streams_free(b->streams);
   rt_history_free(b->history);
   rt_presence_free(b->presence);
   rt_buf_free(&b->engine_out);
@@ -108,6 +114,7 @@ static rt_sub *subscribe(rt_broker *b, rt_map *map, int pattern, const char *des
       return NULL;
     }
     if (b->engine) b->engine->ops->watch(b->engine, t->name, pattern);
+    if (!pattern) rt_streams_watch(b->streams, t->name);
   }
   rt_sub *s = calloc(1, sizeof *s);
   if (!s) {
@@ -167,6 +174,7 @@ int rt_broker_pattern_match(const char *pat, const char *name) {
 
 static void unlink_from_topic(rt_broker *b, rt_sub *s) {
   rt_topic *t = s->topic;
+  rt_streams_sub_gone(b->streams, s);
   if (!t->pattern) rt_presence_note(b->presence, t->name, s->conn, 0);
   if (s->prev) s->prev->next = s->next;
   else t->head = s->next;
@@ -232,7 +240,7 @@ static long deliver_topic(rt_broker *b, rt_topic *t, rt_msg *m) {
     /* A delivery may close a connection and unlink subscribers; dead ones keep their
      * next pointer valid until the loop ends. */
     next = s->next;
-    if (s->dead) continue;
+    if (s->dead || s->held) continue;
     prefetch_ahead(s);
     s->deliver(s, m);
     n++;
@@ -293,17 +301,86 @@ static int replay_one(void *ud, rt_msg *m) {
   return 0;
 }
 
-int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since) {
-  if (s->topic->pattern) return 0;
+const char *rt_sub_name(const rt_sub *s) { return s->topic->name; }
+
+rt_topic *rt_broker_pin(rt_broker *b, const char *name) {
+  rt_topic *t = rt_map_get(&b->topics, name);
+  if (t) t->publishing++;
+  return t;
+}
+
+void rt_broker_unpin(rt_broker *b, rt_topic *t) {
+  if (t && !--t->publishing) {
+    free_graveyard(t);
+    topic_maybe_drop(b, t);
+  }
+}
+
+int rt_broker_replay_cached(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since) {
   /* Pinned like a publish: a delivery may close the connection and unsubscribe s. */
   rt_topic *t = s->topic;
   t->publishing++;
   int ok = rt_history_read(b->history, t->name, epoch, since, 0, 0, replay_one, s);
-  if (!--t->publishing) {
-    free_graveyard(t);
-    topic_maybe_drop(b, t);
-  }
+  rt_broker_unpin(b, t);
   return ok;
+}
+
+int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since) {
+  if (s->topic->pattern) return 0;
+  if (rt_streams_cover(b->streams, s->topic->name))
+    return rt_streams_recover(b->streams, s, epoch, since);
+  return rt_broker_replay_cached(b, s, epoch, since);
+}
+
+/* An engine message as the broker's message, with its place in the history. */
+static int kept_msg(const rt_engine_msg *em, rt_msg *m) {
+  *m = (rt_msg){.destination = em->name, .binary = em->binary,
+                .stomp_destination = em->stomp_destination, .content_type = em->content_type,
+                .headers = em->headers, .nheaders = em->nheaders, .offset = em->offset,
+                .epoch = em->epoch};
+  return (m->body = rt_chunk_copy(em->body, em->body_len)) ? 0 : -1;
+}
+
+void rt_broker_deliver_kept(rt_broker *b, const rt_engine_msg *em, int keep) {
+  rt_msg m;
+  if (kept_msg(em, &m) < 0) return;
+  /* The local history is the cache of the engine's: the same places. */
+  if (keep && rt_history_keep_at(b->history, &m, em->epoch, em->offset) < 0)
+    rt_warn(&b->srv->log, "%s: out of memory keeping history", m.destination);
+  m.offset = em->offset;
+  m.epoch = em->epoch;
+  deliver_local(b, &m, RT_ENGINE_EXACT, NULL);
+  rt_chunk_unref(m.body);
+  rt_msg_release(&m);
+}
+
+int rt_broker_cache_kept(rt_broker *b, const rt_engine_msg *em, int older) {
+  rt_msg m;
+  if (kept_msg(em, &m) < 0) return -1;
+  int rc = older ? rt_history_keep_before(b->history, &m, em->epoch, em->offset)
+                 : rt_history_keep_at(b->history, &m, em->epoch, em->offset);
+  rt_chunk_unref(m.body);
+  return rc;
+}
+
+void rt_broker_deliver_kept_to(rt_broker *b, rt_sub *s, const rt_engine_msg *em) {
+  rt_msg m;
+  if (s->dead || kept_msg(em, &m) < 0) return;
+  s->deliver(s, &m);
+  rt_chunk_unref(m.body);
+  rt_msg_release(&m);
+}
+
+void rt_broker_tell_lost(rt_broker *b, const char *name) {
+  rt_topic *t = rt_broker_pin(b, name);
+  if (!t) return;
+  for (rt_sub *s = t->head; s; s = s->next)
+    if (!s->dead && !s->held && s->lost) s->lost(s);
+  rt_broker_unpin(b, t);
+}
+
+void rt_broker_engine_subscribed(rt_broker *b, const char *name) {
+  rt_streams_subscribed(b->streams, name);
 }
 
 /* Encodes m once and hands it to the engine; a refusal is counted and said in m. */
@@ -340,6 +417,17 @@ static void keep_history(rt_broker *b, rt_msg *m) {
 
 long rt_broker_publish(rt_broker *b, rt_msg *m) {
   m->engine_error = NULL;
+  if (rt_streams_cover(b->streams, m->destination)) {
+    /* The history lives in the engine: it gives the offset, and every node (this one too)
+     * delivers what comes back, in order. Not taken there: nobody gets it. */
+    if (rt_streams_publish(b->streams, m, b->engine_err, sizeof b->engine_err) < 0) {
+      m->engine_error = b->engine_err;
+      b->srv->metrics.engine_publish_failures++;
+      return 0;
+    }
+    b->srv->metrics.engine_published++;
+    return (long)rt_broker_count(b, m->destination);
+  }
   keep_history(b, m);
   long n = deliver_local(b, m, RT_ENGINE_ALL, NULL);
   if (b->engine) engine_forward(b, m);
@@ -355,14 +443,29 @@ void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_eng
     rt_warn(&b->srv->log, "engine: dropped a message: %s", err);
     return;
   }
-  if (!b->engine || em.origin == b->engine->node_id) return;  /* delivered when published */
-  b->srv->metrics.engine_received++;
+  if (!b->engine) return;
+  if (em.offset) {
+    /* A message of a history in the engine: delivered here too when it is ours. */
+    b->srv->metrics.engine_received++;
+    if (scope != RT_ENGINE_PATTERN) {
+      rt_streams_message(b->streams, data, len, &em);
+      return;
+    }
+  } else if (em.origin == b->engine->node_id) {
+    return;  /* delivered when published */
+  }
+  if (!em.offset) b->srv->metrics.engine_received++;
   rt_msg m = {.destination = em.name, .binary = em.binary, .stomp_destination = em.stomp_destination,
               .content_type = em.content_type, .headers = em.headers, .nheaders = em.nheaders};
   if (!(m.body = rt_chunk_copy(em.body, em.body_len))) return;
-  /* This node's history keeps what it receives too (its own offsets), once: a message that
-   * also came through a pattern's glob is not kept again. */
-  if (scope != RT_ENGINE_PATTERN) keep_history(b, &m);
+  if (em.offset) {
+    m.offset = em.offset;
+    m.epoch = em.epoch;
+  } else if (scope != RT_ENGINE_PATTERN) {
+    /* This node's history keeps what it receives too (its own offsets), once: a message
+     * that also came through a pattern's glob is not kept again. */
+    keep_history(b, &m);
+  }
   deliver_local(b, &m, scope, glob);
   rt_chunk_unref(m.body);
   rt_msg_release(&m);
@@ -370,6 +473,7 @@ void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_eng
 
 void rt_broker_set_engine(rt_broker *b, rt_engine *e) {
   b->engine = e;
+  rt_streams_set_engine(b->streams, e);
   if (!e) return;
   const char *k;
   void *v;

@@ -68,6 +68,13 @@ struct rt_sub {
   rt_sub *conn_next;      /* in the connection's list */
   rt_sub *grave_next;     /* in the topic's graveyard (next stays valid for the walk) */
   int dead;               /* removed during a publish; freed after it */
+  /* History in the engine (stream.h). held: recovering, gets nothing live until it has
+   * what it missed. Optional callbacks: the outcome of a recovery that had to wait
+   * (rt_broker_replay said RT_STREAM_PENDING), and "you may have missed messages" (a gap
+   * that could not be filled, or the history's epoch changed). */
+  int held;
+  void (*recovered)(rt_sub *s, int ok);
+  void (*lost)(rt_sub *s);
 };
 
 typedef struct rt_history rt_history;
@@ -78,6 +85,8 @@ rt_broker *rt_broker_new(rt_server *srv);
 rt_history *rt_broker_history(rt_broker *b);
 /* The broker's presence (presence.h): joins and leaves of topics that have it. */
 rt_presence *rt_broker_presence(rt_broker *b);
+/* The broker's streams (stream.h): histories that live in the engine. */
+struct rt_streams *rt_broker_streams(rt_broker *b);
 void rt_broker_free(rt_broker *b);
 /* Adds a subscriber; data is the subscriber's. Returns NULL on OOM. */
 rt_sub *rt_broker_subscribe(rt_broker *b, const char *destination, rt_conn *c,
@@ -100,8 +109,27 @@ long rt_broker_publish(rt_broker *b, rt_msg *m);
 /* Delivers to s the kept messages of its topic after offset since (history.h), oldest
  * first, as if they were published now. Returns 1 when that is everything s missed (epoch
  * matches and the history reaches back), 0 when it is not known (then nothing is
- * delivered): another epoch, history gone, no history here, or s is a pattern. */
+ * delivered): another epoch, history gone, no history here, or s is a pattern. With the
+ * history in the engine it may also return RT_STREAM_PENDING (stream.h): s is held until
+ * a read answers, then s->recovered says the outcome. */
 int rt_broker_replay(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since);
+
+/* For stream.c: the name s subscribes to; pinning a topic (deliveries may unsubscribe, a
+ * pinned topic stays); replay from the local history only; delivering a message that has
+ * its place from the engine (to all exact subscribers, kept in the local history as a
+ * cache; or to one); telling a topic's subscribers they may have missed messages. */
+const char *rt_sub_name(const rt_sub *s);
+rt_topic *rt_broker_pin(rt_broker *b, const char *name);
+void rt_broker_unpin(rt_broker *b, rt_topic *t);
+int rt_broker_replay_cached(rt_broker *b, rt_sub *s, const char *epoch, uint64_t since);
+struct rt_engine_msg;
+void rt_broker_deliver_kept(rt_broker *b, const struct rt_engine_msg *em, int keep);
+void rt_broker_deliver_kept_to(rt_broker *b, rt_sub *s, const struct rt_engine_msg *em);
+/* Keeps em in the local history only: after the latest (older = 0) or before the oldest. */
+int rt_broker_cache_kept(rt_broker *b, const struct rt_engine_msg *em, int older);
+void rt_broker_tell_lost(rt_broker *b, const char *name);
+/* The engine's subscription to name is in place (engine_redis.c). */
+void rt_broker_engine_subscribed(rt_broker *b, const char *name);
 /* Puts an engine behind the broker (the broker does not own it; NULL removes it) and
  * watches every name that already has subscribers. */
 void rt_broker_set_engine(rt_broker *b, rt_engine *e);

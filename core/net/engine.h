@@ -16,6 +16,7 @@
 
 typedef struct rt_server rt_server;
 typedef struct rt_engine rt_engine;
+typedef struct rt_engine_history rt_engine_history;
 
 typedef struct rt_engine_ops {
   const char *kind;  /* "redis", "local" */
@@ -28,7 +29,28 @@ typedef struct rt_engine_ops {
   int (*publish)(rt_engine *e, const char *name, const uint8_t *msg, size_t len, char *err,
                  size_t errlen);
   void (*free)(rt_engine *e);
+  /* Engines where history lives (stream.h; NULL for the others). publish_kept assigns the
+   * next offset of name's history, keeps msg there (the last size messages, for ttl
+   * seconds) and publishes it wrapped with its place (engine_msg.h), all in one atomic
+   * step. read answers with what is kept after since (at most limit, 0: the policy's
+   * size): fn is called exactly once, later, unless the engine is freed first. */
+  int (*publish_kept)(rt_engine *e, const char *name, const uint8_t *msg, size_t len,
+                      size_t size, double ttl, char *err, size_t errlen);
+  int (*read)(rt_engine *e, const char *name, uint64_t since, size_t limit,
+              void (*fn)(void *ud, const rt_engine_history *h), void *ud);
 } rt_engine_ops;
+
+/* A history read's answer. err set: the read failed (the engine is down); otherwise epoch
+ * "" means name has no history there. items are "RH" messages, oldest first, offsets
+ * after since; first is the oldest offset still kept (top + 1 when none is). */
+struct rt_engine_history {
+  const char *err;
+  const char *epoch;
+  uint64_t top, first;
+  size_t n;
+  const uint8_t *const *items;
+  const size_t *lens;
+};
 
 struct rt_engine {
   const rt_engine_ops *ops;

@@ -80,9 +80,44 @@ static const char *get_str(reader *r, int wide, size_t max) {
   return s;
 }
 
+/* The "RH" epoch ":" offset "\n" prefix: its length (0 when there is none), or -1. */
+static long history_prefix(const uint8_t *data, size_t len, rt_engine_msg *m, const char **why) {
+  if (len < 2 || data[0] != 'R' || data[1] != 'H') return 0;
+  size_t i = 2, e = 0;
+  while (i < len && e <= RT_ENGINE_EPOCH_MAX &&
+         ((data[i] >= '0' && data[i] <= '9') || (data[i] >= 'a' && data[i] <= 'f')))
+    m->epoch[e++] = (char)data[i++];
+  if (e == 0 || e > RT_ENGINE_EPOCH_MAX || i >= len || data[i] != ':') {
+    *why = "bad epoch in the history prefix";
+    return -1;
+  }
+  m->epoch[e] = 0;
+  uint64_t off = 0;
+  size_t digits = 0;
+  for (i++; i < len && data[i] >= '0' && data[i] <= '9'; i++, digits++) {
+    if (off > (UINT64_C(1) << 63) / 10) break;
+    off = off * 10 + (uint64_t)(data[i] - '0');
+  }
+  if (digits == 0 || off == 0 || off > (UINT64_C(1) << 63) || i >= len || data[i] != '\n' ||
+      (digits > 1 && data[i - digits] == '0')) {
+    *why = "bad offset in the history prefix";
+    return -1;
+  }
+  m->offset = off;
+  return (long)(i + 1);
+}
+
 int rt_engine_msg_decode(const uint8_t *data, size_t len, rt_engine_msg *m, rt_buf *scratch,
                          char *err, size_t errlen) {
   memset(m, 0, sizeof *m);
+  const char *why = NULL;
+  long prefix = history_prefix(data, len, m, &why);
+  if (prefix < 0) {
+    snprintf(err, errlen, "malformed rtserver message: %s", why);
+    return -1;
+  }
+  data += prefix;
+  len -= (size_t)prefix;
   scratch->len = scratch->off = 0;
   /* Every string fits in the input plus one NUL each (at most 3 + 2 * headers). */
   if (rt_buf_reserve(scratch, len + 3 + 2 * RT_ENGINE_MAX_HEADERS) < 0) {

@@ -8,7 +8,15 @@
  * Strings are a u16 length (values of headers: u32) and bytes without NUL; integers are
  * little-endian. flags: 1 binary, 2 has a STOMP destination, 4 has a content type. The
  * decoder checks every length against what is left and refuses anything else: what comes
- * from the network is never trusted. I/O-free. */
+ * from the network is never trusted. I/O-free.
+ *
+ * A message of a topic whose history lives in the engine (Redis) comes wrapped: the
+ * engine's script prepends its place in the history,
+ *
+ *   "RH" epoch ":" offset "\n" message
+ *
+ * (epoch: 1-16 lowercase hex digits; offset: decimal, 1 to 2^63), and the same bytes are
+ * what the history keeps, so a message read back is decoded like a live one. */
 #ifndef RT_ENGINE_MSG_H
 #define RT_ENGINE_MSG_H
 
@@ -32,7 +40,11 @@ typedef struct rt_engine_msg {
   size_t nheaders;
   const uint8_t *body;            /* points into the decoded input */
   size_t body_len;
+  uint64_t offset;                /* from the "RH" prefix; 0: none */
+  char epoch[17];
 } rt_engine_msg;
+
+#define RT_ENGINE_EPOCH_MAX 16
 
 /* Appends the encoding of m to out (reset by the caller). -1: out of memory or a field
  * over its limit. */

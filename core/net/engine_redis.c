@@ -10,7 +10,12 @@
  * Faults: a shard that cannot be reached (at start or later) is retried with backoff;
  * while it is down, publishes to it fail at once (the caller reports it), nothing is
  * queued; when it is back, every name this node still wants is subscribed again. The
- * outage and its end are logged once each. */
+ * outage and its end are logged once each.
+ *
+ * History (stream.h) lives in the shard of its topic: a list of the last messages and a
+ * hash with the epoch and the latest offset. Two Lua scripts, loaded on every (re)connect
+ * of the command connection, do a publish (next offset, append, trim, expire, PUBLISH the
+ * message with its place) and a read atomically, so every node sees the same offsets. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +24,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
+#include <openssl/sha.h>
 
 #include "broker.h"
 #include "engine.h"
@@ -30,6 +36,46 @@
 #define MAX_INFLIGHT_BYTES (32u << 20)
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 2.0
+#define MAX_READ_ITEMS 100000
+/* How long a topic's epoch and latest offset outlive its last publish: a client that comes
+ * back later than the messages' ttl but within this still learns it missed nothing. */
+#define META_TTL_MS (24 * 3600 * 1000.0)
+
+/* KEYS: history list, meta hash. ARGV: channel, message, size, ttl ms, meta ttl ms. The
+ * epoch is made from Redis's clock when the meta hash is new (first publish, or after it
+ * expired or Redis lost it): a restart or a flush changes it. */
+static const char PUBLISH_SCRIPT[] =
+    "local e = redis.call('hget', KEYS[2], 'e')\n"
+    "if not e then\n"
+    "  local t = redis.call('time')\n"
+    "  e = string.format('%08x%05x', tonumber(t[1]), tonumber(t[2]))\n"
+    "  redis.call('hset', KEYS[2], 'e', e)\n"
+    "  redis.call('del', KEYS[1])\n"
+    "end\n"
+    "local o = redis.call('hincrby', KEYS[2], 'o', 1)\n"
+    "local m = 'RH' .. e .. ':' .. o .. '\\n' .. ARGV[2]\n"
+    "redis.call('rpush', KEYS[1], m)\n"
+    "redis.call('ltrim', KEYS[1], -tonumber(ARGV[3]), -1)\n"
+    "redis.call('pexpire', KEYS[1], ARGV[4])\n"
+    "redis.call('pexpire', KEYS[2], ARGV[5])\n"
+    "redis.call('publish', ARGV[1], m)\n"
+    "return o\n";
+
+/* KEYS: history list, meta hash. ARGV: since, limit. -> { epoch, top, first, items... } */
+static const char READ_SCRIPT[] =
+    "local m = redis.call('hmget', KEYS[2], 'e', 'o')\n"
+    "if not m[1] then return { '', 0, 1 } end\n"
+    "local top = tonumber(m[2])\n"
+    "local first = top - redis.call('llen', KEYS[1]) + 1\n"
+    "local since = tonumber(ARGV[1])\n"
+    "local from = since - first + 1\n"
+    "if from < 0 then from = 0 end\n"
+    "local r = { m[1], top, first }\n"
+    "if since >= top then return r end\n"
+    "local to = -1\n"
+    "if tonumber(ARGV[2]) > 0 then to = from + tonumber(ARGV[2]) - 1 end\n"
+    "for _, v in ipairs(redis.call('lrange', KEYS[1], from, to)) do r[#r + 1] = v end\n"
+    "return r\n";
 
 typedef struct redis_engine redis_engine;
 
@@ -47,6 +93,7 @@ typedef struct shard {
   double backoff;
   ev_tstamp down_since, up_since;
   size_t inflight, inflight_bytes;
+  int scripts_loaded;     /* SCRIPT LOADs sent on this command connection */
   long refused;           /* PUBLISHes answered with an error: logged at powers of two */
   long flaps;             /* losses within 5 s of coming up: logged at powers of two */
 } shard;
@@ -58,6 +105,8 @@ struct redis_engine {
   char prefix[32];
   rt_map channels;        /* name -> (void *)1: names with local subscribers */
   rt_map patterns;        /* glob -> refs: broker patterns map onto globs many to one */
+  int db;
+  char publish_sha[41], read_sha[41];
   int freeing;
 };
 
@@ -135,6 +184,12 @@ static void on_sub_reply(redisAsyncContext *ac, void *r, void *privdata) {
     const char *glob = reply->element[1]->str + pl;
     rt_broker_from_engine(b, (const uint8_t *)reply->element[3]->str, reply->element[3]->len,
                           RT_ENGINE_PATTERN, glob);
+  } else if (strcmp(kind, "subscribe") == 0 && reply->element[1]->type == REDIS_REPLY_STRING) {
+    /* From now on every message of the channel reaches us: a history's reader may look
+     * at what it missed before this point. */
+    size_t pl = strlen(s->e->prefix);
+    if (strncmp(reply->element[1]->str, s->e->prefix, pl) == 0)
+      rt_broker_engine_subscribed(b, reply->element[1]->str + pl);
   } else if ((strcmp(kind, "unsubscribe") == 0 || strcmp(kind, "punsubscribe") == 0) &&
              reply->element[1]->type == REDIS_REPLY_STRING) {
     /* hiredis forgets a channel's callback when its UNSUBSCRIBE is answered, even when the
@@ -202,6 +257,24 @@ static void shard_maybe_up(shard *s) {
 
 static shard *shard_of_ctx(const redisAsyncContext *ac) { return ac->data; }
 
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata) {
+  shard *s = shard_of_ctx(ac);
+  redisReply *reply = r;
+  if (reply && reply->type == REDIS_REPLY_ERROR && !s->e->freeing)
+    rt_warn(&s->e->base.srv->log, "engine: redis %s refused %s: %s", s->label,
+            (const char *)privdata, reply->str);
+}
+
+/* Before anything else on a new command connection (Redis answers in order): the database,
+ * and the history scripts. */
+static void prepare_commands(shard *s) {
+  if (s->e->db > 0)
+    redisAsyncCommand(s->pub, on_setup_reply, "SELECT", "SELECT %d", s->e->db);
+  redisAsyncCommand(s->pub, on_setup_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", PUBLISH_SCRIPT);
+  redisAsyncCommand(s->pub, on_setup_reply, "SCRIPT LOAD", "SCRIPT LOAD %s", READ_SCRIPT);
+  s->scripts_loaded = 1;
+}
+
 static void on_connect(const redisAsyncContext *ac, int status) {
   shard *s = shard_of_ctx(ac);
   if (s->e->freeing) return;
@@ -218,8 +291,12 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     schedule_retry(s);
     return;
   }
-  if (is_pub) s->pub_up = 1;
-  else s->sub_up = 1;
+  if (is_pub) {
+    s->pub_up = 1;
+    prepare_commands(s);
+  } else {
+    s->sub_up = 1;
+  }
   shard_maybe_up(s);
 }
 
@@ -346,6 +423,146 @@ static int e_publish(rt_engine *base, const char *name, const uint8_t *msg, size
   return 0;
 }
 
+/* ---- history ----------------------------------------------------------------------- */
+
+static int history_keys(redis_engine *e, const char *name, char *list, char *meta, size_t len) {
+  int a = snprintf(list, len, "%shist:%s", e->prefix, name);
+  int b = snprintf(meta, len, "%shmeta:%s", e->prefix, name);
+  return a < 0 || b < 0 || (size_t)a >= len || (size_t)b >= len ? -1 : 0;
+}
+
+/* Someone flushed the scripts (SCRIPT FLUSH): load them again for the next commands. */
+static void reload_if_noscript(shard *s, const redisReply *reply) {
+  if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+      s->pub_up)
+    prepare_commands(s);
+}
+
+static void on_kept_reply(redisAsyncContext *ac, void *r, void *privdata) {
+  shard *s = shard_of_ctx(ac);
+  if (!s->e->freeing) reload_if_noscript(s, r);
+  on_pub_reply(ac, r, privdata);
+}
+
+static int e_publish_kept(rt_engine *base, const char *name, const uint8_t *msg, size_t len,
+                          size_t size, double ttl, char *err, size_t errlen) {
+  redis_engine *e = (redis_engine *)base;
+  shard *s = shard_of(e, name);
+  char ch[2 * RT_BROKER_MAX_NAME + 64], list[sizeof ch], meta[sizeof ch];
+  if (channel_name(e, name, ch, sizeof ch) < 0 || history_keys(e, name, list, meta, sizeof ch) < 0) {
+    snprintf(err, errlen, "name too long for the engine");
+    return -1;
+  }
+  if (!s->pub_up) {
+    snprintf(err, errlen, "redis %s is down: the message was not published", s->label);
+    return -1;
+  }
+  if (s->inflight >= MAX_INFLIGHT || s->inflight_bytes + len > MAX_INFLIGHT_BYTES) {
+    snprintf(err, errlen, "redis %s is not keeping up (%zu publishes unanswered)", s->label,
+             s->inflight);
+    return -1;
+  }
+  char sz[24], ttl_ms[32], meta_ms[32];
+  snprintf(sz, sizeof sz, "%zu", size);
+  snprintf(ttl_ms, sizeof ttl_ms, "%.0f", ttl * 1000 < 1 ? 1 : ttl * 1000);
+  snprintf(meta_ms, sizeof meta_ms, "%.0f", ttl * 1000 > META_TTL_MS ? ttl * 1000 : META_TTL_MS);
+  const char *argv[] = {"EVALSHA", e->publish_sha, "2", list, meta, ch, (const char *)msg, sz,
+                        ttl_ms, meta_ms};
+  size_t lens[10];
+  for (int i = 0; i < 10; i++) lens[i] = strlen(argv[i]);
+  lens[6] = len;
+  if (redisAsyncCommandArgv(s->pub, on_kept_reply, (void *)(uintptr_t)len, 10, argv, lens) != REDIS_OK) {
+    snprintf(err, errlen, "redis %s: %s", s->label, s->pub->errstr ? s->pub->errstr : "EVALSHA failed");
+    return -1;
+  }
+  s->inflight++;
+  s->inflight_bytes += len;
+  return 0;
+}
+
+typedef struct read_req {
+  void (*fn)(void *ud, const rt_engine_history *h);
+  void *ud;
+} read_req;
+
+static uint64_t reply_uint(const redisReply *r) {
+  if (r->type == REDIS_REPLY_INTEGER) return r->integer > 0 ? (uint64_t)r->integer : 0;
+  if (r->type == REDIS_REPLY_STRING) return strtoull(r->str, NULL, 10);
+  return 0;
+}
+
+static void on_read_reply(redisAsyncContext *ac, void *r, void *privdata) {
+  shard *s = shard_of_ctx(ac);
+  read_req *q = privdata;
+  redisReply *reply = r;
+  if (s->e->freeing) {
+    free(q);
+    return;
+  }
+  reload_if_noscript(s, reply);
+  rt_engine_history h = {0};
+  const uint8_t **items = NULL;
+  size_t *lens = NULL;
+  if (!reply) {
+    h.err = "the connection to redis was lost";
+  } else if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+             reply->element[0]->type != REDIS_REPLY_STRING) {
+    h.err = reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply to a history read";
+  } else {
+    h.epoch = reply->element[0]->str;
+    h.top = reply_uint(reply->element[1]);
+    h.first = reply_uint(reply->element[2]);
+    h.n = reply->elements - 3;
+    items = h.n ? malloc(h.n * sizeof *items) : NULL;
+    lens = h.n ? malloc(h.n * sizeof *lens) : NULL;
+    if (h.n && (!items || !lens)) {
+      h = (rt_engine_history){.err = "out of memory"};
+    } else {
+      for (size_t i = 0; i < h.n; i++) {
+        const redisReply *it = reply->element[3 + i];
+        items[i] = (const uint8_t *)(it->type == REDIS_REPLY_STRING ? it->str : "");
+        lens[i] = it->type == REDIS_REPLY_STRING ? it->len : 0;
+      }
+      h.items = items;
+      h.lens = lens;
+    }
+  }
+  q->fn(q->ud, &h);
+  free(items);
+  free(lens);
+  free(q);
+}
+
+static int e_read(rt_engine *base, const char *name, uint64_t since, size_t limit,
+                  void (*fn)(void *ud, const rt_engine_history *h), void *ud) {
+  redis_engine *e = (redis_engine *)base;
+  shard *s = shard_of(e, name);
+  char list[2 * RT_BROKER_MAX_NAME + 64], meta[sizeof list];
+  read_req *q = malloc(sizeof *q);
+  if (!q || !s->pub_up || history_keys(e, name, list, meta, sizeof list) < 0) {
+    free(q);
+    return -1;
+  }
+  *q = (read_req){fn, ud};
+  char since_s[24], limit_s[24];
+  snprintf(since_s, sizeof since_s, "%llu", (unsigned long long)since);
+  snprintf(limit_s, sizeof limit_s, "%zu", limit > MAX_READ_ITEMS || !limit ? MAX_READ_ITEMS : limit);
+  const char *argv[] = {"EVALSHA", e->read_sha, "2", list, meta, since_s, limit_s};
+  size_t lens[7];
+  for (int i = 0; i < 7; i++) lens[i] = strlen(argv[i]);
+  if (redisAsyncCommandArgv(s->pub, on_read_reply, q, 7, argv, lens) != REDIS_OK) {
+    free(q);
+    return -1;
+  }
+  return 0;
+}
+
+static void sha1_hex(const char *text, char out[41]) {
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1((const unsigned char *)text, strlen(text), d);
+  for (int i = 0; i < SHA_DIGEST_LENGTH; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
 static void e_free(rt_engine *base) {
   redis_engine *e = (redis_engine *)base;
   e->freeing = 1;
@@ -361,7 +578,8 @@ static void e_free(rt_engine *base) {
   free(e);
 }
 
-static const rt_engine_ops redis_ops = {"redis", e_watch, e_unwatch, e_publish, e_free};
+static const rt_engine_ops redis_ops = {"redis", e_watch, e_unwatch, e_publish, e_free,
+                                        e_publish_kept, e_read};
 
 /* "redis://host[:port][/db]" */
 static int parse_url(const char *url, size_t len, shard *s, int *db, char *err, size_t errlen) {
@@ -443,6 +661,9 @@ rt_engine *rt_engine_redis_new(rt_server *srv, const char *spec, char *err, size
     snprintf(err, errlen, "--engine: no Redis given (redis://HOST[:PORT][/DB])");
     goto fail;
   }
+  e->db = db;
+  sha1_hex(PUBLISH_SCRIPT, e->publish_sha);
+  sha1_hex(READ_SCRIPT, e->read_sha);
   if (db > 0) snprintf(e->prefix, sizeof e->prefix, "rt:db%d:", db);
   else snprintf(e->prefix, sizeof e->prefix, "rt:");
   for (int i = 0; i < e->nshards; i++) connect_shard(&e->shards[i]);

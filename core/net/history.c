@@ -142,6 +142,15 @@ static const policy *policy_for(rt_history *h, const char *name) {
 
 int rt_history_covers(rt_history *h, const char *name) { return policy_for(h, name) != NULL; }
 
+int rt_history_limits(rt_history *h, const char *name, size_t *size, double *ttl) {
+  const policy *p = policy_for(h, name);
+  if (p) {
+    *size = p->size;
+    *ttl = p->ttl;
+  }
+  return p != NULL;
+}
+
 static void new_epoch(rt_history *h, char out[RT_HISTORY_EPOCH_LEN + 1]) {
   uint64_t x;
   if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x)
@@ -202,18 +211,15 @@ static entry *entry_new(const rt_msg *m) {
   return e;
 }
 
-int rt_history_keep(rt_history *h, rt_msg *m) {
-  if (!h->npolicies) return 0;
-  const policy *p = policy_for(h, m->destination);
-  if (!p) return 0;
-  record *r = record_get(h, m->destination, 1);
-  entry *e = r ? entry_new(m) : NULL;
+/* Appends m to r at offset, then applies the bounds. */
+static int append(rt_history *h, record *r, const policy *p, rt_msg *m, uint64_t offset) {
+  entry *e = entry_new(m);
   if (!e) return -1;
   double now = ev_now(h->srv->loop);
   r->size = p->size;
   r->ttl = p->ttl;
   e->rec = r;
-  e->offset = ++r->offset;
+  e->offset = r->offset = offset;
   e->expires = now + p->ttl;
   if (r->tail) r->tail->next = e;
   else r->head = e;
@@ -231,6 +237,69 @@ int rt_history_keep(rt_history *h, rt_msg *m) {
   m->offset = e->offset;
   m->epoch = r->epoch;
   return 0;
+}
+
+int rt_history_keep(rt_history *h, rt_msg *m) {
+  if (!h->npolicies) return 0;
+  const policy *p = policy_for(h, m->destination);
+  if (!p) return 0;
+  record *r = record_get(h, m->destination, 1);
+  if (!r) return -1;
+  return append(h, r, p, m, r->offset + 1);
+}
+
+int rt_history_keep_at(rt_history *h, rt_msg *m, const char *epoch, uint64_t offset) {
+  const policy *p = policy_for(h, m->destination);
+  if (!p) return 0;
+  record *r = record_get(h, m->destination, 1);
+  if (!r) return -1;
+  int same_epoch = strcmp(r->epoch, epoch) == 0;
+  if (same_epoch && offset <= r->offset) return 0;  /* kept already */
+  if (!same_epoch || offset != r->offset + 1) {
+    /* Another epoch, or not the next one: what is kept would not be a contiguous run. */
+    while (r->head) entry_drop(h, r->head);
+    snprintf(r->epoch, sizeof r->epoch, "%s", epoch);
+  }
+  return append(h, r, p, m, offset);
+}
+
+int rt_history_keep_before(rt_history *h, rt_msg *m, const char *epoch, uint64_t offset) {
+  const policy *p = policy_for(h, m->destination);
+  record *r = p ? rt_map_get(&h->records, m->destination) : NULL;
+  if (!r || !r->head || strcmp(r->epoch, epoch) != 0 || offset + 1 != r->head->offset ||
+      r->count >= p->size)
+    return 0;
+  entry *e = entry_new(m);
+  if (!e) return -1;
+  e->rec = r;
+  e->offset = offset;
+  e->expires = r->head->expires;  /* it is older: it goes no later than the next one */
+  e->next = r->head;
+  r->head = e;
+  r->count++;
+  /* Oldest of all for the byte bound too: the first to go under pressure. */
+  e->gnext = h->ghead;
+  h->ghead->gprev = e;
+  h->ghead = e;
+  h->bytes += e->cost;
+  while (h->bytes > h->max_bytes && h->ghead) {
+    int self = h->ghead == e;
+    entry_drop(h, h->ghead);
+    if (self) break;
+  }
+  return 0;
+}
+
+void rt_history_forget(rt_history *h, const char *name) {
+  record *r = rt_map_remove(&h->records, name);
+  if (r) record_free(h, r);
+}
+
+uint64_t rt_history_oldest(rt_history *h, const char *name) {
+  record *r = rt_map_get(&h->records, name);
+  if (!r) return 0;
+  trim(h, r, ev_now(h->srv->loop));
+  return r->head ? r->head->offset : 0;
 }
 
 uint64_t rt_history_top(rt_history *h, const char *name, const char **epoch) {

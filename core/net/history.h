@@ -39,11 +39,27 @@ void rt_history_clear_policies(rt_history *h);
 void rt_history_set_max_bytes(rt_history *h, size_t max_bytes);
 /* Does any policy cover name? */
 int rt_history_covers(rt_history *h, const char *name);
+/* The size and ttl of the policy covering name; 0 when none does. */
+int rt_history_limits(rt_history *h, const char *name, size_t *size, double *ttl);
 
 /* Called by the broker before delivering m: when m's destination has history, the message
  * is kept and m->offset and m->epoch are set (m->epoch stays valid through the publish).
  * Returns 0, or -1 out of memory (m goes out without an offset). */
 int rt_history_keep(rt_history *h, rt_msg *m);
+
+/* For a history that lives elsewhere (Redis: stream.h), this one is a cache of its recent
+ * part: keeps m at the epoch and offset the engine gave it. A message of another epoch, or
+ * one that does not follow the latest kept, starts the record over, so what is kept is
+ * always one contiguous run; one kept already is ignored. Sets m->offset and m->epoch.
+ * Returns 0, or -1 out of memory. */
+int rt_history_keep_at(rt_history *h, rt_msg *m, const char *epoch, uint64_t offset);
+/* The same for a message just older than the oldest kept (a read from the engine reached
+ * further back): kept when it extends the run and the size allows. */
+int rt_history_keep_before(rt_history *h, rt_msg *m, const char *epoch, uint64_t offset);
+/* Drops name's record. */
+void rt_history_forget(rt_history *h, const char *name);
+/* The offset of the oldest message kept for name; 0 when none is. */
+uint64_t rt_history_oldest(rt_history *h, const char *name);
 
 /* Where a topic stands: its epoch and latest offset (0 and "" when it has no record). */
 uint64_t rt_history_top(rt_history *h, const char *name, const char **epoch);

@@ -99,6 +99,14 @@ void rt_metrics_render(rt_server *srv, rt_buf *out) {
             m->engine_bad_messages);
     counter(out, "rtserver_engine_outages_total", "Times a connection to the engine was lost.",
             m->engine_outages);
+    counter(out, "rtserver_history_reads_total", "History reads sent to the engine (gaps, "
+            "positions, recovering subscribers; one read serves every waiter).", m->history_reads);
+    counter(out, "rtserver_history_recoveries_waiting_total",
+            "Recovering subscribers that waited for a history read (the cache did not reach).",
+            m->history_reads_waiting);
+    counter(out, "rtserver_history_lost_total",
+            "Times a topic's subscribers were told they missed messages (gone or epoch changed).",
+            m->history_lost);
   }
   if (srv->tls) {
     counter(out, "rtserver_tls_handshakes_total", "TLS handshakes completed on the server's ports.",

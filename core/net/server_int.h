@@ -25,6 +25,9 @@ typedef struct rt_metrics {
   long http_requests;
   long engine_published, engine_publish_failures, engine_received, engine_bad_messages;
   long engine_outages;
+  long history_lost;            /* times a topic's subscribers were told they missed some */
+  long history_reads_waiting;   /* recovering subscribers that waited for a history read */
+  long history_reads;           /* history reads sent to the engine */
   long tls_handshakes, tls_resumed;
   long tls_failed[RT_TLS_FAIL_COUNT];  /* failed handshakes by reason */
   long tls_reloads, tls_reload_failures;

@@ -128,7 +128,7 @@ static int l_publish(rt_engine *e, const char *name, const uint8_t *msg, size_t 
 
 static void l_free(rt_engine *e) { ((rt_worker *)e)->engine_live = 0; }
 
-static const rt_engine_ops local_ops = {"local", l_watch, l_unwatch, l_publish, l_free};
+static const rt_engine_ops local_ops = {"local", l_watch, l_unwatch, l_publish, l_free, NULL, NULL};
 
 /* ---- connections passed between workers -------------------------------------------- */
 

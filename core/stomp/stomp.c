@@ -10,6 +10,7 @@
 
 #include "net/history.h"
 #include "net/server_int.h"
+#include "net/stream.h"
 #include "stomp_broker.h"
 #include "stomp_relay.h"
 #include "base/utf8.h"
@@ -62,6 +63,11 @@ static int send_frame(rt_stomp_session *s, rt_stomp_command cmd, const rt_stomp_
   int rc = rt_stomp_session_send(s, &c, 1, rt_utf8_valid(b->data, b->len));
   rt_chunk_unref(c);
   return rc;
+}
+
+int rt_stomp_session_send_frame(rt_stomp_session *s, rt_stomp_command cmd,
+                                const rt_stomp_header *h, size_t nh, const void *body, size_t len) {
+  return send_frame(s, cmd, h, nh, body, len);
 }
 
 static void session_close(rt_stomp_session *s, int error) {
@@ -472,10 +478,11 @@ static int recover(rt_stomp_session *s, const rt_stomp_frame *f, rt_stomp_sub *s
   char epoch[RT_HISTORY_EPOCH_LEN + 1];
   uint64_t offset;
   parse_since(since, epoch, &offset);
-  rt_stomp_session_hold(s);
-  int recovered = rt_stomp_sub_recover(sub, epoch, offset);
-  if (rt_stomp_session_release(s) < 0) return 1;
   const char *r = rt_stomp_frame_get(f, "receipt");
+  rt_stomp_session_hold(s);
+  int recovered = rt_stomp_sub_recover(sub, epoch, offset, r);
+  if (rt_stomp_session_release(s) < 0) return 1;
+  if (recovered == RT_STREAM_PENDING) return 1;  /* its RECEIPT goes out with the answer */
   if (r && s->state == RT_STOMP_S_CONNECTED) {
     rt_stomp_header h[2] = {rt_stomp_hdr("receipt-id", r),
                             rt_stomp_hdr("x-recovered", recovered ? "true" : "false")};

@@ -105,6 +105,7 @@ struct rt_stomp_sub {
   char *dest;                 /* as the client wrote it */
   int ack, kind;
   rt_sub *bsub;               /* broker subscription (topics, user destinations) */
+  char *recover_receipt;      /* a recovery that waits for a history read: its RECEIPT id */
   rt_stomp_queue *queue;      /* queue consumer */
   rt_chunk *prefix;           /* "MESSAGE\nsubscription:<id>\n", built once */
   int prefix_text;
@@ -208,6 +209,9 @@ void rt_stomp_session_hold(rt_stomp_session *s);
 int rt_stomp_session_release(rt_stomp_session *s);
 /* Queues one frame, built by the caller, as one transport message. */
 int rt_stomp_session_send(rt_stomp_session *s, rt_chunk *const *chunks, int n, int text);
+/* Encodes one frame and sends it. 0, or -1 (out of memory, or the session is closing). */
+int rt_stomp_session_send_frame(rt_stomp_session *s, rt_stomp_command cmd,
+                                const rt_stomp_header *h, size_t nh, const void *body, size_t len);
 
 /* STOMP over TCP: listens on host:port (port 0 picks one; host NULL = the main server's
  * addresses, or 127.0.0.1 before it listens). Returns the port or -1 with err. */

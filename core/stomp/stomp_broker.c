@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "net/server_int.h"
+#include "net/stream.h"
 #include "stomp_relay.h"
 #include "base/utf8.h"
 
@@ -565,6 +566,33 @@ void rt_stomp_prefixes_free(rt_stomp_server *ss) {
   rt_map_free(&ss->prefixes);
 }
 
+/* A recovery that waited for the engine's history read: its RECEIPT says the outcome. */
+static void sub_recovered(rt_sub *bs, int ok) {
+  rt_stomp_sub *sub = bs->data;
+  rt_stomp_session *s = sub->s;
+  if (!sub->recover_receipt) return;
+  rt_stomp_header h[2] = {rt_stomp_hdr("receipt-id", sub->recover_receipt),
+                          rt_stomp_hdr("x-recovered", ok ? "true" : "false")};
+  if (s->state == RT_STOMP_S_CONNECTED) rt_stomp_session_send_frame(s, RT_STOMP_CMD_RECEIPT, h, 2, NULL, 0);
+  free(sub->recover_receipt);
+  sub->recover_receipt = NULL;
+}
+
+/* Messages of the subscription's topic were missed and cannot be had (a gap the history no
+ * longer covers, or the history's epoch changed): the client is told by a MESSAGE with no
+ * body and x-recovered:false, so that it can reload its state. */
+static void sub_lost(rt_sub *bs) {
+  rt_stomp_sub *sub = bs->data;
+  rt_stomp_session *s = sub->s;
+  if (s->state != RT_STOMP_S_CONNECTED) return;
+  char id[32];
+  snprintf(id, sizeof id, "%" PRIu64, ++s->ss->next_msg_id);
+  rt_stomp_header h[4] = {rt_stomp_hdr("subscription", sub->id), rt_stomp_hdr("message-id", id),
+                          rt_stomp_hdr("destination", sub->dest),
+                          rt_stomp_hdr("x-recovered", "false")};
+  rt_stomp_session_send_frame(s, RT_STOMP_CMD_MESSAGE, h, 4, NULL, 0);
+}
+
 int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen) {
   rt_stomp_session *s = sub->s;
   rt_stomp_server *ss = s->ss;
@@ -574,8 +602,10 @@ int rt_stomp_sub_start(rt_stomp_sub *sub, char *err, size_t errlen) {
     sub->bsub = strchr(sub->dest, '*')
                     ? rt_broker_subscribe_pattern(b, sub->dest, s->conn, deliver_topic, sub)
                     : rt_broker_subscribe(b, sub->dest, s->conn, deliver_topic, sub);
-    if (sub->bsub) sub->bsub->prefetch = prefetch_sub;
     if (!sub->bsub) goto nomem;
+    sub->bsub->prefetch = prefetch_sub;
+    sub->bsub->recovered = sub_recovered;
+    sub->bsub->lost = sub_lost;
   } else if (sub->kind == RT_STOMP_DEST_USER) {
     /* "/user/queue/x" is this user's own "/user/<name>/queue/x"; an anonymous session
      * gets a name no client can write (destinations refuse control characters). */
@@ -604,10 +634,15 @@ nomem:
   return -1;
 }
 
-int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since) {
+int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since,
+                         const char *receipt) {
   if (sub->kind != RT_STOMP_DEST_TOPIC || !sub->bsub) return 0;
-  return rt_broker_replay(sub->s->ss->srv->broker, sub->bsub, epoch, since);
+  int rc = rt_broker_replay(sub->s->ss->srv->broker, sub->bsub, epoch, since);
+  if (rc == RT_STREAM_PENDING && receipt && !(sub->recover_receipt = strdup(receipt)))
+    rt_warn(&sub->s->ss->srv->log, "out of memory: a recovery's RECEIPT will not be sent");
+  return rc;
 }
+
 
 void rt_stomp_sub_take_waiting(rt_stomp_sub *sub) {
   if (sub->queue) queue_pump(sub->s->ss, sub->queue);
@@ -615,6 +650,7 @@ void rt_stomp_sub_take_waiting(rt_stomp_sub *sub) {
 
 static void sub_free(rt_stomp_server *ss, rt_stomp_sub *sub) {
   prefix_release(ss, sub);
+  free(sub->recover_receipt);
   free(sub->id);
   free(sub->dest);
   free(sub);

@@ -19,8 +19,11 @@ void rt_stomp_sub_take_waiting(rt_stomp_sub *sub);
 /* Stops it and frees it; its unacknowledged queue messages go back to their queue. */
 void rt_stomp_sub_end(rt_stomp_sub *sub);
 /* A started topic subscription gets the kept messages after since in epoch (history).
- * Returns 1 when that is all it missed, 0 when that is not known (nothing replayed). */
-int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since);
+ * Returns 1 when that is all it missed, 0 when that is not known (nothing replayed), or
+ * RT_STREAM_PENDING when the history lives in the engine and must be read first: then the
+ * RECEIPT whose id receipt names (NULL: none) goes out when the read answers. */
+int rt_stomp_sub_recover(rt_stomp_sub *sub, const char *epoch, uint64_t since,
+                         const char *receipt);
 /* The same for every subscription of a session whose connection is gone (the broker has
  * already dropped the connection's topic subscriptions). */
 void rt_stomp_session_drop_subs(rt_stomp_session *s);

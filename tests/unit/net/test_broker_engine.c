@@ -50,7 +50,7 @@ static int f_publish(rt_engine *e, const char *name, const uint8_t *msg, size_t 
   return 0;
 }
 static void f_free(rt_engine *e) {}
-static const rt_engine_ops fake_ops = {"fake", f_watch, f_unwatch, f_publish, f_free};
+static const rt_engine_ops fake_ops = {"fake", f_watch, f_unwatch, f_publish, f_free, NULL, NULL};
 
 typedef struct fixture {
   rt_server srv;

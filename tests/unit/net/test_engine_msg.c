@@ -67,6 +67,48 @@ static void test_round_trip_minimal(void **state) {
   rt_buf_free(&scratch);
 }
 
+/* What Redis's history script prepends: the place in the history, then the message. */
+static rt_buf with_prefix(const char *prefix, const rt_engine_msg *m) {
+  rt_buf b = {0};
+  assert_int_equal(rt_buf_append(&b, prefix, strlen(prefix)), 0);
+  assert_int_equal(rt_engine_msg_encode(&b, m), 0);
+  return b;
+}
+
+static void test_history_prefix(void **state) {
+  rt_engine_msg m = {.origin = 7, .name = "/topic/a", .body = (const uint8_t *)"hi", .body_len = 2};
+  rt_engine_msg d;
+  rt_buf scratch = {0};
+  char err[128];
+  rt_buf b = with_prefix("RH5f3a01:42\n", &m);
+  assert_int_equal(rt_engine_msg_decode(rt_buf_start(&b), b.len, &d, &scratch, err, sizeof err), 0);
+  assert_string_equal(d.epoch, "5f3a01");
+  assert_true(d.offset == 42);
+  assert_string_equal(d.name, "/topic/a");
+  assert_memory_equal(d.body, "hi", 2);
+  rt_buf_free(&b);
+  b = with_prefix("RHffffffffffffffff:9223372036854775808\n", &m);
+  assert_int_equal(rt_engine_msg_decode(rt_buf_start(&b), b.len, &d, &scratch, err, sizeof err), 0);
+  assert_true(d.offset == (UINT64_C(1) << 63));
+  rt_buf_free(&b);
+  /* Without the prefix: no offset, no epoch. */
+  b = encode(&m);
+  assert_int_equal(rt_engine_msg_decode(rt_buf_start(&b), b.len, &d, &scratch, err, sizeof err), 0);
+  assert_true(d.offset == 0);
+  assert_string_equal(d.epoch, "");
+  rt_buf_free(&b);
+  const char *bad[] = {"RH:1\n", "RHab:\n", "RHab:0\n", "RHab:01\n", "RHAB:1\n", "RHab1\n",
+                       "RH11111111111111111:1\n", "RHab:9223372036854775809\n",
+                       "RHab:99999999999999999999\n", "RHab:1", "RHab:1x"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    b = with_prefix(bad[i], &m);
+    assert_int_equal(rt_engine_msg_decode(rt_buf_start(&b), b.len, &d, &scratch, err, sizeof err), -1);
+    assert_non_null(strstr(err, "history prefix"));
+    rt_buf_free(&b);
+  }
+  rt_buf_free(&scratch);
+}
+
 /* Every proper prefix and every one-byte-longer input is refused, never read past. */
 static void test_truncated_and_trailing_refused(void **state) {
   rt_engine_msg m = {.origin = 1, .name = "n", .content_type = "t/p", .body = (const uint8_t *)"abc",
@@ -164,6 +206,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip_everything),
       cmocka_unit_test(test_round_trip_minimal),
+      cmocka_unit_test(test_history_prefix),
       cmocka_unit_test(test_truncated_and_trailing_refused),
       cmocka_unit_test(test_garbage_refused),
       cmocka_unit_test(test_limits),
