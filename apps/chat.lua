@@ -7,7 +7,29 @@
 -- and gets the gap first, or a line saying some were lost.
 local rt = require "rt"
 
-rt.history("chat", { size = 100, ttl = 600 })
+-- Says how a returning page's recovery went: the gap came first, or it is gone.
+local function greet_back(ws, recovered)
+  if recovered then
+    ws:send("server: welcome back, " .. ws.data.name .. " (missed lines above)")
+  else
+    -- The room forgot that far back (or restarted): say so, and where it is now, so the
+    -- page counts from here.
+    local epoch, offset = rt.topic("chat"):position()
+    ws:send(("server: welcome back, %s; some lines were lost while you were away [at %s:%d]")
+            :format(ws.data.name, epoch, offset))
+  end
+end
+
+rt.history("chat", {
+  size = 100, ttl = 600,
+  -- With --engine the history is in Redis: a recovery may wait for it (subscribe returned
+  -- nil), and a node that finds lines lost on the way (Redis was down) says so.
+  recovered = function(_, ws, ok) greet_back(ws, ok) end,
+  lost = function(room, ws)
+    local epoch, offset = room:position()
+    ws:send(("server: some lines were lost [at %s:%d]"):format(epoch, offset))
+  end,
+})
 rt.presence("chat")   -- who is in the room: "N online" counts it
 local room = rt.topic "chat"
 local names = 0
@@ -33,15 +55,9 @@ rt.websocket("/chat", {
     if epoch and offset then
       -- What was said since that line comes first, then everything new.
       local _, recovered = room:subscribe(ws, { since = { epoch = epoch, offset = offset } })
-      if back and recovered then
-        ws:send("server: welcome back, " .. back .. " (missed lines above)")
-      elseif back then
-        -- The room forgot that far back (or restarted): say so, and where it is now, so the
-        -- page counts from here.
-        local now_epoch, now_offset = room:position()
-        ws:send(("server: welcome back, %s; some lines were lost while you were away [at %s:%d]")
-                :format(back, now_epoch, now_offset))
-      else
+      if back and recovered ~= nil then
+        greet_back(ws, recovered)
+      elseif not back then
         ws:send("server: welcome, you are " .. ws.data.name)
       end
     else
