@@ -1,10 +1,12 @@
 /* Topics for scripts: rt.core.topic_subscribe / unsubscribe / publish / count, and
  * history: rt.core.history_policies / topic_history. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "net/broker.h"
 #include "net/history.h"
 #include "net/presence.h"
+#include "net/engine_msg.h"
 #include "net/stream.h"
 #include "lua_int.h"
 #include "ws/ws.h"
@@ -105,18 +107,89 @@ typedef struct history_read {
   int n;
 } history_read;
 
-static int push_kept(void *ud, rt_msg *m) {
-  history_read *r = ud;
+/* { offset =, data =, binary = } appended to the table on top of the stack. */
+static void push_entry(history_read *r, uint64_t offset, const void *data, size_t len, int binary) {
   lua_State *L = r->L;
   lua_createtable(L, 0, 3);
-  lua_pushnumber(L, (lua_Number)m->offset);
+  lua_pushnumber(L, (lua_Number)offset);
   lua_setfield(L, -2, "offset");
-  lua_pushlstring(L, (const char *)m->body->data, m->body->len);
+  lua_pushlstring(L, data, len);
   lua_setfield(L, -2, "data");
-  lua_pushboolean(L, m->binary);
+  lua_pushboolean(L, binary);
   lua_setfield(L, -2, "binary");
   lua_rawseti(L, -2, ++r->n);
+}
+
+static int push_kept(void *ud, rt_msg *m) {
+  push_entry(ud, m->offset, m->body->data, m->body->len, m->binary);
   return 0;
+}
+
+/* A script waiting in topic:history for the engine's answer. */
+typedef struct engine_read {
+  rt_lua *lx;
+  lua_State *co;
+  int thread_ref;
+  uint64_t owner, since;
+  size_t limit;
+  int any_epoch;
+  char epoch[RT_ENGINE_EPOCH_MAX + 1];
+} engine_read;
+
+static void on_engine_read(void *ud, const rt_engine_history *h) {
+  engine_read *q = ud;
+  lua_State *co = q->co;
+  rt_buf scratch = {0};
+  int nargs = 2;
+  if (h->err) {
+    lua_pushnil(co);
+    lua_pushstring(co, h->err);
+  } else {
+    int same = q->any_epoch || strcmp(q->epoch, h->epoch) == 0;
+    int complete = same && (q->since + 1 >= h->first || q->since >= h->top) && q->since <= h->top;
+    lua_newtable(co);
+    history_read r = {co, 0};
+    for (size_t i = 0; same && i < h->n && (!q->limit || (size_t)r.n < q->limit); i++) {
+      rt_engine_msg em;
+      char err[160];
+      if (rt_engine_msg_decode(h->items[i], h->lens[i], &em, &scratch, err, sizeof err) < 0 ||
+          em.offset <= q->since)
+        continue;
+      push_entry(&r, em.offset, em.body, em.body_len, em.binary);
+    }
+    lua_pushstring(co, h->epoch);
+    lua_pushnumber(co, (lua_Number)h->top);
+    lua_pushboolean(co, complete);
+    nargs = 4;
+  }
+  rt_buf_free(&scratch);
+  rt_lua_resume(q->lx, co, nargs, q->owner);
+  luaL_unref(q->lx->L, LUA_REGISTRYINDEX, q->thread_ref);
+  free(q);
+}
+
+/* With the history in the engine, inside a handler: the calling coroutine waits for the
+ * engine's answer (the same values, or nil, err when the engine is down). */
+static int history_from_engine(lua_State *L, rt_server *srv, const char *name, uint64_t since,
+                               size_t limit, const char *epoch) {
+  engine_read *q = calloc(1, sizeof *q);
+  if (!q) return luaL_error(L, "out of memory");
+  q->lx = rt_lua_get(srv);
+  q->co = L;
+  q->owner = q->lx->current_owner;
+  q->since = since;
+  q->limit = limit;
+  q->any_epoch = epoch == NULL;
+  snprintf(q->epoch, sizeof q->epoch, "%s", epoch ? epoch : "");
+  if (rt_streams_read(rt_broker_streams(srv->broker), name, since, limit, on_engine_read, q) < 0) {
+    free(q);
+    lua_pushnil(L);
+    lua_pushliteral(L, "the engine is down: the history cannot be read now");
+    return 2;
+  }
+  lua_pushthread(L);
+  q->thread_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return lua_yield(L, 0);
 }
 
 /* core.topic_history(name, since, limit [, epoch]) -> messages, epoch, offset, complete.
@@ -129,6 +202,11 @@ static int l_history(lua_State *L) {
   lua_Number since = luaL_optnumber(L, 2, 0), limit = luaL_optnumber(L, 3, 0);
   const char *epoch = luaL_optstring(L, 4, NULL);
   if (since < 0 || limit < 0) return luaL_error(L, "topic:history: since and limit must be >= 0");
+  /* In a handler (a coroutine, not the script's main chunk), the engine's history. */
+  int in_handler = !lua_pushthread(L);
+  lua_pop(L, 1);
+  if (in_handler && rt_streams_cover(rt_broker_streams(srv->broker), name))
+    return history_from_engine(L, srv, name, (uint64_t)since, (size_t)limit, epoch);
   lua_newtable(L);
   history_read r = {L, 0};
   int complete = rt_history_read(h, name, epoch, (uint64_t)since, (size_t)limit, 1, push_kept, &r);

@@ -460,6 +460,13 @@ int rt_streams_recover(rt_streams *ss, rt_sub *s, const char *epoch, uint64_t si
   return RT_STREAM_PENDING;
 }
 
+int rt_streams_read(rt_streams *ss, const char *name, uint64_t since, size_t limit,
+                    void (*fn)(void *ud, const rt_engine_history *h), void *ud) {
+  if (!rt_streams_cover(ss, name)) return -1;
+  ss->srv->metrics.history_reads++;
+  return ss->engine->ops->read(ss->engine, name, since, limit, fn, ud);
+}
+
 uint64_t rt_streams_position(rt_streams *ss, const char *name, const char **epoch) {
   stream *st = stream_get(ss, name, 0);
   *epoch = st && st->synced ? st->epoch : "";

@@ -58,6 +58,11 @@ void rt_streams_message(rt_streams *ss, const uint8_t *data, size_t len, const r
  * RT_STREAM_PENDING: s is held, and s->recovered(s, ok) says the outcome later. */
 #define RT_STREAM_PENDING 2
 int rt_streams_recover(rt_streams *ss, rt_sub *s, const char *epoch, uint64_t since);
+/* Reads name's history from the engine for a script (topic:history): fn as the engine's
+ * read says. -1 when name's history is not in the engine, or the engine is down. */
+typedef struct rt_engine_history rt_engine_history;
+int rt_streams_read(rt_streams *ss, const char *name, uint64_t since, size_t limit,
+                    void (*fn)(void *ud, const rt_engine_history *h), void *ud);
 /* Where this node stands in name's stream: the latest offset delivered here and its epoch
  * (0 and "" when it does not follow name, or does not know yet). */
 uint64_t rt_streams_position(rt_streams *ss, const char *name, const char **epoch);

@@ -202,6 +202,22 @@ async function subscribedAgain(channel, n) {
   throw new Error(`${channel} did not get ${n} subscribers back`);
 }
 
+test('topic:history in a handler reads Redis, on a node that does not follow the topic', async () => {
+  for (let i = 1; i <= 5; i++) await post(A, '/publish?topic=/topic/h', `h${i}`);
+  const get = async (q) => (await fetch(B.url(`/history?topic=/topic/h&${q}`))).json();
+  let h = await get('since=2');
+  assert.deepEqual(h.messages.map((m) => [m.offset, m.data]), [[3, 'h3'], [4, 'h4'], [5, 'h5']]);
+  assert.equal(h.offset, 5);
+  assert.equal(h.complete, true);
+  const epoch = h.epoch;
+  assert.match(epoch, /^[0-9a-f]+$/);
+  h = await get(`since=0&limit=2&epoch=${epoch}`);
+  assert.deepEqual(h.messages.map((m) => m.data), ['h1', 'h2']);
+  h = await get('since=1&epoch=abc');
+  assert.equal(h.complete, false);
+  assert.equal(Object.keys(h.messages).length, 0);  // (cjson writes an empty table as {})
+});
+
 async function metric(srv, name) {
   const text = await (await fetch(srv.url('/metrics'))).text();
   const m = text.match(new RegExp(`^${name} (\\d+)`, 'm'));

@@ -63,3 +63,13 @@ rt.http.post("/flow/stop", function()
   if flow then flow.timer:cancel() end
   return 200, { sent = flow and flow.sent or 0, refused = flow and flow.refused or 0 }
 end)
+
+-- GET /history?topic=NAME&since=N[&limit=K][&epoch=E]: topic:history reads Redis (the
+-- handler waits for the answer).
+rt.http.get("/history", function(req)
+  local q = req.args or {}
+  local msgs, epoch, top, complete = rt.topic(q.topic or "feed"):history {
+    since = tonumber(q.since), limit = tonumber(q.limit), epoch = q.epoch }
+  if not msgs then return 503, { error = epoch } end
+  return 200, { messages = msgs, epoch = epoch, offset = top, complete = complete }
+end)
