@@ -443,7 +443,6 @@ int rt_streams_recover(rt_streams *ss, rt_sub *s, const char *epoch, uint64_t si
     if (since < st->last && oldest && oldest <= since + 1)
       return rt_broker_replay_cached(ss->b, s, epoch, since);
   }
-  if (st->synced && !st->reading && since > st->last && strcmp(st->epoch, epoch) == 0) return 0;
   waiter *w = calloc(1, sizeof *w);
   if (!w || strlen(epoch) > RT_ENGINE_EPOCH_MAX) {
     free(w);

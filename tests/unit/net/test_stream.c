@@ -297,6 +297,30 @@ static void test_waiting_subscribers_share_one_read(void **state) {
   assert_string_equal(got[7], "");
 }
 
+/* A client that saw more (on another node) than this node has delivered yet: it waits for
+ * a read, which brings the node up to date first; nothing comes twice. */
+static void test_client_ahead_of_the_node(void **state) {
+  fixture *f = *state;
+  sub(f, 0, 0);
+  answer_reads(&f->eng);
+  for (int i = 0; i < 5; i++) publish(f, (const char[]){(char)('a' + i), 0});
+  arrive(f, 1);
+  arrive(f, 2);
+  rt_sub *ahead = sub(f, 1, 1);
+  assert_int_equal(rt_broker_replay(f->b, ahead, "e1", 4), RT_STREAM_PENDING);
+  answer_reads(&f->eng);
+  assert_string_equal(got[0], "a@1 b@2 c@3 d@4 e@5 ");
+  assert_string_equal(got[1], "e@5 ");
+  assert_int_equal(recovered_ok[1], 1);
+  arrive(f, 3);
+  arrive(f, 4);
+  arrive(f, 5);
+  assert_string_equal(got[1], "e@5 ");
+  publish(f, "f");
+  arrive(f, 6);
+  assert_string_equal(got[1], "e@5 f@6 ");
+}
+
 /* A waiter that leaves before the answer is forgotten, not delivered to. */
 static void test_waiter_that_leaves(void **state) {
   fixture *f = *state;
@@ -321,6 +345,7 @@ int main(void) {
       T(test_resubscribe_finds_a_silent_gap),
       T(test_waiting_subscribers_share_one_read),
       T(test_waiter_that_leaves),
+      T(test_client_ahead_of_the_node),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
