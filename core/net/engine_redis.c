@@ -394,6 +394,20 @@ static void on_pub_reply(redisAsyncContext *ac, void *r, void *privdata) {
   }
 }
 
+/* Is the shard up and keeping up? Otherwise err says why (down: what that means). */
+static int can_publish(shard *s, size_t len, const char *down, char *err, size_t errlen) {
+  if (!s->pub_up) {
+    snprintf(err, errlen, "redis %s is down: %s", s->label, down);
+    return 0;
+  }
+  if (s->inflight >= MAX_INFLIGHT || s->inflight_bytes + len > MAX_INFLIGHT_BYTES) {
+    snprintf(err, errlen, "redis %s is not keeping up (%zu publishes unanswered)", s->label,
+             s->inflight);
+    return 0;
+  }
+  return 1;
+}
+
 static int e_publish(rt_engine *base, const char *name, const uint8_t *msg, size_t len,
                      char *err, size_t errlen) {
   redis_engine *e = (redis_engine *)base;
@@ -404,15 +418,7 @@ static int e_publish(rt_engine *base, const char *name, const uint8_t *msg, size
     snprintf(err, errlen, "name too long for the engine");
     return -1;
   }
-  if (!s->pub_up) {
-    snprintf(err, errlen, "redis %s is down: the other nodes did not get this message", s->label);
-    return -1;
-  }
-  if (s->inflight >= MAX_INFLIGHT || s->inflight_bytes + len > MAX_INFLIGHT_BYTES) {
-    snprintf(err, errlen, "redis %s is not keeping up (%zu publishes unanswered)", s->label,
-             s->inflight);
-    return -1;
-  }
+  if (!can_publish(s, len, "the other nodes did not get this message", err, errlen)) return -1;
   if (redisAsyncCommand(s->pub, on_pub_reply, (void *)(uintptr_t)len, "PUBLISH %b %b", ch,
                         (size_t)chlen, msg, len) != REDIS_OK) {
     snprintf(err, errlen, "redis %s: %s", s->label, s->pub->errstr ? s->pub->errstr : "PUBLISH failed");
@@ -453,15 +459,7 @@ static int e_publish_kept(rt_engine *base, const char *name, const uint8_t *msg,
     snprintf(err, errlen, "name too long for the engine");
     return -1;
   }
-  if (!s->pub_up) {
-    snprintf(err, errlen, "redis %s is down: the message was not published", s->label);
-    return -1;
-  }
-  if (s->inflight >= MAX_INFLIGHT || s->inflight_bytes + len > MAX_INFLIGHT_BYTES) {
-    snprintf(err, errlen, "redis %s is not keeping up (%zu publishes unanswered)", s->label,
-             s->inflight);
-    return -1;
-  }
+  if (!can_publish(s, len, "the message was not published", err, errlen)) return -1;
   char sz[24], ttl_ms[32], meta_ms[32];
   snprintf(sz, sizeof sz, "%zu", size);
   snprintf(ttl_ms, sizeof ttl_ms, "%.0f", ttl * 1000 < 1 ? 1 : ttl * 1000);

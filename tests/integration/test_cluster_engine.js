@@ -8,8 +8,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const net = require('node:net');
-const WebSocket = require('ws');
-const { Client } = require('@stomp/stompjs');
+const { within, stompConnect: connectStomp } = require('./lib/stomp');
 const { startServer, sleep, SLOW } = require('./lib/server');
 const { Client: WsClient } = require('./lib/wsclient');
 const { startRedis, freePort } = require('./lib/redis');
@@ -46,28 +45,8 @@ after(async () => {
   if (redis) await redis.remove();
 });
 
-function within(promise, what, ms = WAIT) {
-  let t;
-  return Promise.race([promise, new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  })]).finally(() => clearTimeout(t));
-}
 
-async function stompConnect(srv, login) {
-  const client = new Client({
-    webSocketFactory: () => new WebSocket(srv.wsUrl('/ws'), ['v12.stomp']),
-    reconnectDelay: 0, heartbeatIncoming: 0, heartbeatOutgoing: 0,
-    connectHeaders: login ? { login, passcode: 'x' } : {},
-  });
-  stompClients.push(client);
-  const up = new Promise((resolve, reject) => {
-    client.onConnect = resolve;
-    client.onStompError = (f) => reject(new Error(`STOMP ERROR ${f.headers.message}`));
-  });
-  client.activate();
-  await within(up, 'CONNECTED');
-  return client;
-}
+const stompConnect = (srv, login) => connectStomp(srv.wsUrl('/ws'), { login, track: stompClients });
 
 async function stompSubscribe(client, destination) {
   const inbox = [];

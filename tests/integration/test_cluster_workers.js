@@ -6,8 +6,7 @@
 const { test, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
-const WebSocket = require('ws');
-const { Client } = require('@stomp/stompjs');
+const { within, stompConnect: connectStomp } = require('./lib/stomp');
 const { startServer, sleep, SLOW } = require('./lib/server');
 const { Client: WsClient } = require('./lib/wsclient');
 const { startRedis } = require('./lib/redis');
@@ -30,12 +29,6 @@ async function start(args = []) {
   return srv;
 }
 
-function within(promise, what, ms = WAIT) {
-  let t;
-  return Promise.race([promise, new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  })]).finally(() => clearTimeout(t));
-}
 
 // Chat sockets until there is one on each of two worker pids: { pid: client }.
 async function onBothWorkers(srv, path = '/chat-pid') {
@@ -101,17 +94,7 @@ test('clients on both workers (their pids differ) chat with each other', async (
 });
 
 async function stompConnect(srv) {
-  const client = new Client({
-    webSocketFactory: () => new WebSocket(srv.wsUrl('/ws'), ['v12.stomp']),
-    reconnectDelay: 0, heartbeatIncoming: 0, heartbeatOutgoing: 0,
-  });
-  stompClients.push(client);
-  const up = new Promise((resolve, reject) => {
-    client.onConnect = resolve;
-    client.onStompError = (f) => reject(new Error(`STOMP ERROR ${f.headers.message}`));
-  });
-  client.activate();
-  await within(up, 'CONNECTED');
+  const client = await connectStomp(srv.wsUrl('/ws'), { track: stompClients });
   // Which worker? It says at /user/queue/pid.
   const pid = new Promise((resolve) => client.subscribe('/user/queue/pid', (m) => resolve(m.body)));
   await sleep(20);

@@ -5,8 +5,7 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const WebSocket = require('ws');
-const { Client } = require('@stomp/stompjs');
+const { within, stompConnect: connectStomp } = require('./lib/stomp');
 const { startServer, sleep, SLOW } = require('./lib/server');
 const ws = require('./lib/wsclient');
 
@@ -20,12 +19,6 @@ after(async () => {
   if (srv) await srv.stop();
 });
 
-function within(promise, what, ms = WAIT) {
-  let t;
-  return Promise.race([promise, new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  })]).finally(() => clearTimeout(t));
-}
 
 async function post(p, body) {
   const res = await fetch(srv.url(p), { method: 'POST', body });
@@ -40,20 +33,7 @@ async function history(topic, query = '') {
   return h;
 }
 
-async function stompConnect() {
-  const client = new Client({
-    webSocketFactory: () => new WebSocket(srv.wsUrl('/ws'), ['v12.stomp']),
-    reconnectDelay: 0, heartbeatIncoming: 0, heartbeatOutgoing: 0,
-  });
-  clients.push(client);
-  const connected = new Promise((resolve, reject) => {
-    client.onConnect = resolve;
-    client.onStompError = (f) => reject(new Error(`STOMP ERROR ${f.headers.message}`));
-  });
-  client.activate();
-  await within(connected, 'CONNECTED');
-  return client;
-}
+const stompConnect = () => connectStomp(srv.wsUrl('/ws'), { track: clients });
 
 // Subscribes; resolves with the RECEIPT frame and an inbox of MESSAGE frames.
 async function subscribe(client, destination, headers = {}) {

@@ -8,8 +8,7 @@
 'use strict';
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
-const WebSocket = require('ws');
-const { Client } = require('@stomp/stompjs');
+const { within, stompConnect: connectStomp } = require('./lib/stomp');
 const { startServer, sleep, SLOW } = require('./lib/server');
 const { Client: WsClient } = require('./lib/wsclient');
 const { startRedis } = require('./lib/redis');
@@ -20,12 +19,6 @@ let redis, A, B;
 const nodes = [];
 const stompClients = [];
 
-function within(promise, what, ms = WAIT) {
-  let t;
-  return Promise.race([promise, new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  })]).finally(() => clearTimeout(t));
-}
 
 async function node(name) {
   const srv = await startServer({ app: APP, args: ['--engine', redis.url, '--metrics', '/metrics'],
@@ -40,20 +33,7 @@ async function post(srv, path, body = '') {
   return { status: res.status, json: await res.json() };
 }
 
-async function stompConnect(srv) {
-  const client = new Client({
-    webSocketFactory: () => new WebSocket(srv.wsUrl('/ws'), ['v12.stomp']),
-    reconnectDelay: 0, heartbeatIncoming: 0, heartbeatOutgoing: 0,
-  });
-  stompClients.push(client);
-  const up = new Promise((resolve, reject) => {
-    client.onConnect = resolve;
-    client.onStompError = (f) => reject(new Error(`STOMP ERROR ${f.headers.message}`));
-  });
-  client.activate();
-  await within(up, 'CONNECTED');
-  return client;
-}
+const stompConnect = (srv) => connectStomp(srv.wsUrl('/ws'), { track: stompClients });
 
 // Subscribes (with a receipt) and collects every MESSAGE; resolves with the RECEIPT.
 async function subscribe(client, destination, headers = {}) {
