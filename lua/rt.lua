@@ -215,6 +215,8 @@ function Topic:publish(data, binary)
   if type(data) == "table" then data = cjson.encode(data) end
   return core.topic_publish(self.name, tostring(data), binary)
 end
+-- Distinct subscribed connections: of the whole cluster for a topic that matches an
+-- rt.presence pattern, of this process for any other.
 function Topic:count() return core.topic_count(self.name) end
 -- -> epoch, offset of the latest message; a topic with history gets its epoch now if it
 -- has none yet ("", 0 for a topic without history)
@@ -229,13 +231,16 @@ function Topic:history(opts)
 end
 
 -- topic:presence() -> { { id = conn id, user = name or nil, node = "host:pid" }, ... }: who
--- is subscribed (the topic must match an rt.presence pattern for join/leave news; the
--- list works on any topic).
+-- is subscribed. For a topic that matches an rt.presence pattern, on every worker and node
+-- (--workers, --engine); for any other, on this process.
 function Topic:presence() return core.topic_presence(self.name) end
 
--- rt.presence(pattern [, { join = fn(topic, who), leave = fn(topic, who) }]): topics whose
--- names match have presence; the handlers hear of each subscriber that comes or goes, on
--- the loop turn after (who = { id, user, node }).
+-- rt.presence(pattern [, { join = fn(topic, who), leave = fn(topic, who), ttl = s }]):
+-- topics whose names match have presence across the cluster; the handlers hear of each
+-- connection that comes or goes, on any node, on the loop turn after (who = { id, user,
+-- node, local = true when it is this process's }). They run on every node that hears of
+-- it: each node's app can tell its own clients. ttl (default 30 s; the smallest of the
+-- app's patterns applies): a node that stops saying it is alive leaves within it.
 function rt.presence(pattern, handlers)
   if type(pattern) ~= "string" or pattern == "" or #pattern > 1024 then
     error("rt.presence: pattern must be a non-empty string of up to 1024 bytes", 2)
@@ -247,9 +252,13 @@ function rt.presence(pattern, handlers)
       error("rt.presence: " .. k .. " must be a function", 2)
     end
   end
+  local ttl = handlers.ttl
+  if ttl ~= nil and (type(ttl) ~= "number" or not (ttl >= 0.3 and ttl <= 86400)) then
+    error("rt.presence: ttl must be a number of seconds from 0.3 to 86400", 2)
+  end
   local list = registering().presence
   if #list >= 64 then error("rt.presence: at most 64 patterns", 2) end
-  list[#list + 1] = { pattern = pattern, join = handlers.join, leave = handlers.leave }
+  list[#list + 1] = { pattern = pattern, join = handlers.join, leave = handlers.leave, ttl = ttl }
 end
 
 -- rt.history(pattern, { size = N, ttl = SECONDS [, lost = fn(topic, ws)]
@@ -516,19 +525,22 @@ function dispatch.load_app(path)
   local old = current_app
   current_app = app
   core.history_policies(app.history)
-  local patterns = {}
-  for i, p in ipairs(app.presence) do patterns[i] = p.pattern end
-  core.presence_policies(patterns)
+  local patterns, ttl = {}, nil
+  for i, p in ipairs(app.presence) do
+    patterns[i] = p.pattern
+    if p.ttl and (not ttl or p.ttl < ttl) then ttl = p.ttl end
+  end
+  core.presence_policies(patterns, ttl)
   if old then
     for _, t in ipairs(old.timers) do t:cancel() end
   end
   return true
 end
 
-function dispatch.presence(topic, id, user, joined, node)
+function dispatch.presence(topic, id, user, joined, node, is_local)
   local app = current_app
   if not app then return end
-  local who = { id = id, user = user, node = node }
+  local who = { id = id, user = user, node = node, ["local"] = is_local }
   for _, p in ipairs(app.presence) do
     local fn = joined and p.join or p.leave
     if fn and core.topic_match(p.pattern, topic) then fn(rt.topic(topic), who) end

@@ -8,6 +8,7 @@
 #include "net/presence.h"
 #include "net/engine_msg.h"
 #include "net/stream.h"
+#include "net/presence_mirror.h"
 #include "lua_int.h"
 #include "ws/ws.h"
 
@@ -255,21 +256,44 @@ static void push_member(void *ud, const rt_sub *s) {
   lua_rawseti(L, -2, ++pl->n);
 }
 
-/* core.topic_presence(name) -> { {id, user, node}, ... } */
+static void push_mirrored(void *ud, const char *topic, const rt_pmember *m) {
+  presence_list *pl = ud;
+  lua_State *L = pl->L;
+  lua_createtable(L, 0, 3);
+  lua_pushnumber(L, (lua_Number)m->conn);
+  lua_setfield(L, -2, "id");
+  /* Our own connections say who they are now (a script may set it after subscribing);
+   * the others' what their node said at the join. */
+  rt_conn *c = m->local ? rt_conn_find(rt_lua_server(L), m->conn) : NULL;
+  const char *user = c ? c->user : m->user;
+  if (user) {
+    lua_pushstring(L, user);
+    lua_setfield(L, -2, "user");
+  }
+  lua_pushstring(L, m->node);
+  lua_setfield(L, -2, "node");
+  lua_rawseti(L, -2, ++pl->n);
+}
+
+/* core.topic_presence(name) -> { {id, user, node}, ... }: the whole cluster's for a topic
+ * with presence, this process's subscribers for any other. */
 static int l_presence(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   const char *name = luaL_checkstring(L, 1);
+  rt_presence *p = rt_broker_presence(srv->broker);
   lua_newtable(L);
-  presence_list pl = {L, rt_presence_node(rt_broker_presence(srv->broker)), 0};
-  rt_broker_each_sub(srv->broker, name, push_member, &pl);
+  presence_list pl = {L, rt_presence_node(p), 0};
+  if (rt_presence_covers(p, name)) rt_presence_each(p, name, push_mirrored, &pl);
+  else rt_broker_each_sub(srv->broker, name, push_member, &pl);
   return 1;
 }
 
-/* core.presence_policies({ pattern, ... }): replaces every policy (a load). */
+/* core.presence_policies({ pattern, ... }, ttl): replaces every policy (a load). */
 static int l_presence_policies(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
   rt_presence *p = rt_broker_presence(srv->broker);
   luaL_checktype(L, 1, LUA_TTABLE);
+  rt_presence_set_ttl(p, luaL_optnumber(L, 2, RT_PRESENCE_DEFAULT_TTL));
   rt_presence_clear_policies(p);
   int n = (int)lua_objlen(L, 1);
   for (int i = 1; i <= n; i++) {
@@ -305,7 +329,7 @@ static int l_match(lua_State *L) {
 
 /* A join or leave, on the loop turn after it happened: rt._dispatch.presence. */
 static void on_presence(void *ud, const char *topic, uint64_t conn, const char *user,
-                        int joined) {
+                        const char *node, int joined) {
   rt_server *srv = ud;
   rt_lua *lx = rt_lua_get(srv);
   if (!lx) return;  /* another app took over */
@@ -315,8 +339,9 @@ static void on_presence(void *ud, const char *topic, uint64_t conn, const char *
   if (user) lua_pushstring(co, user);
   else lua_pushnil(co);
   lua_pushboolean(co, joined);
-  lua_pushstring(co, rt_presence_node(rt_broker_presence(srv->broker)));
-  rt_lua_start(lx, co, 5, 0);
+  lua_pushstring(co, node);
+  lua_pushboolean(co, strcmp(node, rt_presence_node(rt_broker_presence(srv->broker))) == 0);
+  rt_lua_start(lx, co, 6, 0);
 }
 
 /* core.history_policies({ {pattern, size, ttl}, ... }): replaces every policy (a load). */
@@ -342,7 +367,11 @@ static int l_history_policies(lua_State *L) {
 
 static int l_count(lua_State *L) {
   rt_server *srv = rt_lua_server(L);
-  lua_pushinteger(L, (lua_Integer)rt_broker_count(srv->broker, luaL_checkstring(L, 1)));
+  const char *name = luaL_checkstring(L, 1);
+  rt_presence *p = rt_broker_presence(srv->broker);
+  /* A topic with presence: the distinct connections of the whole cluster. */
+  if (rt_presence_covers(p, name)) lua_pushinteger(L, (lua_Integer)rt_presence_count(p, name));
+  else lua_pushinteger(L, (lua_Integer)rt_broker_count(srv->broker, name));
   return 1;
 }
 

@@ -474,6 +474,7 @@ void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_eng
 void rt_broker_set_engine(rt_broker *b, rt_engine *e) {
   b->engine = e;
   rt_streams_set_engine(b->streams, e);
+  rt_presence_set_engine(b->presence, e);  /* presence crosses processes with the messages */
   if (!e) return;
   const char *k;
   void *v;

@@ -28,6 +28,7 @@
 
 #include "broker.h"
 #include "engine.h"
+#include "engine_redis.h"
 #include "base/map.h"
 #include "server_int.h"
 
@@ -108,7 +109,10 @@ struct redis_engine {
   int db;
   char publish_sha[41], read_sha[41];
   int freeing;
+  struct ext_state *ext;  /* the attached module (engine_redis.h), or NULL */
 };
+
+static void ext_shard_up(shard *s);
 
 /* ---- names ------------------------------------------------------------------------- */
 
@@ -243,6 +247,7 @@ static void shard_maybe_up(shard *s) {
   int nch = 0, npat = 0;
   subscribe_all(s, &nch, &npat);
   s->was_up = 1;
+  ext_shard_up(s);
   s->up_since = ev_now(srv->loop);
   if (s->flaps & (s->flaps - 1)) {
     /* Flapping: said at powers of two by shard_lost. */
@@ -573,6 +578,7 @@ static void e_free(rt_engine *base) {
   }
   rt_map_free(&e->channels);
   rt_map_free(&e->patterns);
+  free(e->ext);
   free(e);
 }
 
@@ -669,4 +675,111 @@ rt_engine *rt_engine_redis_new(rt_server *srv, const char *spec, char *err, size
 fail:
   free(e);
   return NULL;
+}
+
+/* ---- for other modules (engine_redis.h) -------------------------------------------- */
+
+struct ext_state {
+  rt_engine_redis_ext ext;  /* up == message == NULL: detached */
+  char channel[512];
+  unsigned attached;        /* counts attachments: a reply for an earlier one is not given */
+  size_t inflight[MAX_SHARDS];
+};
+
+typedef struct ext_call {
+  redis_engine *e;
+  int shard;
+  unsigned attached;
+  void (*fn)(void *ud, redisReply *r, void *arg);
+  void *arg;
+} ext_call;
+
+int rt_engine_is_redis(const rt_engine *e) { return e && e->ops == &redis_ops; }
+
+static int ext_live(const redis_engine *e) { return e->ext && (e->ext->ext.up || e->ext->ext.message); }
+
+static void ext_on_channel(redisAsyncContext *ac, void *r, void *privdata) {
+  shard *s = privdata;
+  redisReply *reply = r;
+  redis_engine *e = s->e;
+  if (!reply || e->freeing || !ext_live(e) || reply->type != REDIS_REPLY_ARRAY ||
+      reply->elements < 3 || reply->element[0]->type != REDIS_REPLY_STRING ||
+      strcmp(reply->element[0]->str, "message") != 0 || reply->element[2]->type != REDIS_REPLY_STRING)
+    return;
+  if (e->ext->ext.message)
+    e->ext->ext.message(e->ext->ext.ud, s->index, reply->element[2]->str, reply->element[2]->len);
+}
+
+static void ext_shard_up(shard *s) {
+  redis_engine *e = s->e;
+  if (!ext_live(e)) return;
+  if (e->ext->channel[0] && s->sub_up &&
+      redisAsyncCommand(s->sub, ext_on_channel, s, "SUBSCRIBE %s", e->ext->channel) != REDIS_OK)
+    rt_warn(&e->base.srv->log, "engine: redis %s: cannot subscribe %s", s->label, e->ext->channel);
+  if (e->ext->ext.up) e->ext->ext.up(e->ext->ext.ud, s->index);
+}
+
+int rt_engine_redis_attach(rt_engine *base, const rt_engine_redis_ext *ext) {
+  if (!rt_engine_is_redis(base)) return -1;
+  redis_engine *e = (redis_engine *)base;
+  if (!e->ext && !(e->ext = calloc(1, sizeof *e->ext))) return -1;
+  if (!ext) {
+    memset(&e->ext->ext, 0, sizeof e->ext->ext);
+    e->ext->attached++;
+    return 0;
+  }
+  if (ext->channel && strlen(ext->channel) >= sizeof e->ext->channel) return -1;
+  e->ext->ext = *ext;
+  snprintf(e->ext->channel, sizeof e->ext->channel, "%s", ext->channel ? ext->channel : "");
+  e->ext->ext.channel = e->ext->channel;
+  e->ext->attached++;
+  for (int i = 0; i < e->nshards; i++)
+    if (e->shards[i].was_up) ext_shard_up(&e->shards[i]);
+  return 0;
+}
+
+int rt_engine_redis_shards(const rt_engine *e) { return ((const redis_engine *)e)->nshards; }
+
+int rt_engine_redis_shard_of(const rt_engine *base, const char *name) {
+  const redis_engine *e = (const redis_engine *)base;
+  return (int)(rt_engine_hash(name) % (uint64_t)e->nshards);
+}
+
+int rt_engine_redis_is_up(const rt_engine *base, int idx) {
+  const redis_engine *e = (const redis_engine *)base;
+  return idx >= 0 && idx < e->nshards && e->shards[idx].was_up;
+}
+
+const char *rt_engine_redis_prefix(const rt_engine *e) { return ((const redis_engine *)e)->prefix; }
+
+static void ext_on_reply(redisAsyncContext *ac, void *r, void *privdata) {
+  ext_call *call = privdata;
+  redis_engine *e = call->e;
+  if (!e->freeing && e->ext) {
+    e->ext->inflight[call->shard]--;
+    if (call->fn && ext_live(e) && call->attached == e->ext->attached)
+      call->fn(e->ext->ext.ud, r, call->arg);
+  }
+  free(call->arg);
+  free(call);
+}
+
+int rt_engine_redis_command(rt_engine *base, int idx, void (*fn)(void *ud, redisReply *r, void *arg),
+                            void *arg, int argc, const char **argv, const size_t *lens) {
+  redis_engine *e = (redis_engine *)base;
+  shard *s = idx >= 0 && idx < e->nshards ? &e->shards[idx] : NULL;
+  ext_call *call = NULL;
+  if (!ext_live(e) || !s || !s->pub_up || e->ext->inflight[idx] >= RT_ENGINE_REDIS_MAX_EXT_INFLIGHT ||
+      !(call = malloc(sizeof *call))) {
+    free(arg);
+    return -1;
+  }
+  *call = (ext_call){e, idx, e->ext->attached, fn, arg};
+  if (redisAsyncCommandArgv(s->pub, ext_on_reply, call, argc, argv, lens) != REDIS_OK) {
+    free(arg);
+    free(call);
+    return -1;
+  }
+  e->ext->inflight[idx]++;
+  return 0;
 }

@@ -195,7 +195,8 @@ static void on_readable(struct ev_loop *loop, ev_io *io, int revents) {
     }
     if (w->in.len < 4 + (size_t)n) break;
     switch (p[4]) {
-      case RT_LINK_PUBLISH: relay(s, w, p, 4 + (size_t)n); break;
+      case RT_LINK_PUBLISH:
+      case RT_LINK_PRESENCE: relay(s, w, p, 4 + (size_t)n); break;
       case RT_LINK_READY:
         w->ready = 1;
         if (s->announced)

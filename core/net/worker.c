@@ -13,6 +13,7 @@
 #include "broker.h"
 #include "engine.h"
 #include "listen.h"
+#include "presence.h"
 #include "server_int.h"
 #include "workers.h"
 
@@ -79,6 +80,8 @@ static void stop_reading(rt_worker *w) {
 static void on_frame(rt_worker *w, int type, const uint8_t *p, size_t len) {
   if (type == RT_LINK_PUBLISH && w->engine_live)
     rt_broker_from_engine(w->srv->broker, p, len, RT_ENGINE_ALL, NULL);
+  else if (type == RT_LINK_PRESENCE && w->engine_live)
+    rt_presence_from_link(rt_broker_presence(w->srv->broker), p, len);
 }
 
 static void on_link_readable(struct ev_loop *loop, ev_io *io, int revents) {
@@ -124,6 +127,11 @@ static int l_publish(rt_engine *e, const char *name, const uint8_t *msg, size_t 
     return -1;
   }
   return 0;
+}
+
+int rt_worker_send_presence(rt_server *srv, const uint8_t *data, size_t len) {
+  rt_worker *w = srv->worker;
+  return w ? link_send(w, RT_LINK_PRESENCE, data, len) : -1;
 }
 
 static void l_free(rt_engine *e) { ((rt_worker *)e)->engine_live = 0; }

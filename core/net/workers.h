@@ -40,6 +40,7 @@ typedef struct rt_metrics rt_metrics;
 enum {
   RT_LINK_PUBLISH = 'P',  /* an engine_msg, relayed to every other worker */
   RT_LINK_READY = 'R',    /* worker -> supervisor: listening */
+  RT_LINK_PRESENCE = 'S', /* presence news (presence_cluster.h), relayed to every other worker */
 };
 
 typedef struct rt_supervisor_opts {
@@ -69,6 +70,8 @@ int rt_worker_owner(rt_server *srv, const char *key);
 /* Passes c's socket to worker owner with bytes (what it is to read first there: the
  * request again), and closes c here. -1 (errno) when it cannot; c is then untouched. */
 int rt_worker_pass(rt_server *srv, rt_conn *c, int owner, const void *bytes, size_t len);
+/* Sends presence news to every other worker; -1 when the link is full or there is none. */
+int rt_worker_send_presence(rt_server *srv, const uint8_t *data, size_t len);
 /* The counters /metrics shows: this process's, or every worker's summed into *total. */
 const rt_metrics *rt_worker_metrics(rt_server *srv, rt_metrics *total);
 
