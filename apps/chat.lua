@@ -64,7 +64,7 @@ rt.websocket("/chat", {
       room:subscribe(ws)
       ws:send("server: welcome, you are " .. ws.data.name)
     end
-    room:publish("server: " .. ws.data.name .. (back and " is back (" or " joined (") .. #room:presence() .. " online)")
+    room:publish("server: " .. ws.data.name .. (back and " is back (" or " joined (") .. room:count() .. " online)")
   end,
 
   message = function(ws, text)

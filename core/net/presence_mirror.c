@@ -141,7 +141,7 @@ static int add(rt_pmirror *m, const char *topic, pnode *n, uint64_t conn, const 
     *out = mb;
     return set_user(mb, user) < 0 ? -1 : 0;
   }
-  if (m->members >= m->max_members || !(t = topic_get(m, topic, 1))) {
+  if ((!n->self && m->members >= m->max_members) || !(t = topic_get(m, topic, 1))) {
     m->refused++;
     return -1;
   }

@@ -7,6 +7,7 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const http = require('node:http');
+const path = require('node:path');
 const { startServer, sleep, SLOW } = require('./lib/server');
 const { Client: WsClient } = require('./lib/wsclient');
 const { startRedis } = require('./lib/redis');
@@ -142,6 +143,34 @@ test('Redis restarted: the nodes write their members again; a node started later
   // The restarted Redis carries news again.
   await join(C, 'gus');
   await until(() => get(A, '/presence'), same(['eve', 'fay', 'gus']), 'gus, joined after the restart, on A');
+});
+
+test('the chat app says how many are online on both nodes', async () => {
+  const chat = async () => {
+    const srv = await startServer({ app: path.join(__dirname, '../../apps/chat.lua'), args: ['--engine', redis.url] });
+    servers.push(srv);
+    await srv.waitForStderr(/engine: redis \S+ connected/, { timeoutMs: 5000 * SLOW });
+    return srv;
+  };
+  const X = await chat();
+  const Y = await chat();
+  const a = await WsClient.open(X.wsUrl('/chat'));
+  clients.push(a);
+  // The join reaches Y through Redis at once; a retry only covers a slow machine.
+  let said;
+  for (let i = 0; i < 50; i++) {
+    const b = await WsClient.open(Y.wsUrl('/chat'));
+    clients.push(b);
+    while (!(said = await b.nextText()).includes(' online)'));
+    if (said.includes('(2 online)')) break;
+    b.ws.close();
+    await sleep(100);
+  }
+  assert.match(said, /joined \(2 online\)/);
+  // ...and X heard it with the same count.
+  let heardOnX;
+  while (!(heardOnX = await a.nextText()).includes('(2 online)'));
+  assert.match(heardOnX, /joined \(2 online\)/);
 });
 
 test('--workers 2 without Redis: counts and lists are the whole host\'s', async () => {

@@ -1,6 +1,7 @@
 /* Unit tests for core/net/presence.c: joins and leaves of covered topics reach the hook on
  * the next loop turn, in order, once each, with the connection's user; uncovered topics
- * and patterns say nothing; the queue is bounded. */
+ * and patterns say nothing; a connection subscribed twice is one member; the queue is
+ * bounded. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,7 +28,8 @@ static struct {
   int n;
 } told;
 
-static void hook(void *ud, const char *topic, uint64_t conn, const char *user, int joined) {
+static void hook(void *ud, const char *topic, uint64_t conn, const char *user, const char *node,
+                 int joined) {
   if (told.n < 64)
     snprintf(told.lines[told.n++], 96, "%s %s %llu %s", joined ? "join" : "leave", topic,
              (unsigned long long)conn, user ? user : "-");
@@ -113,10 +115,33 @@ static void test_list_and_policies(void **state) {
   assert_non_null(strchr(rt_presence_node(f->p), ':'));
 }
 
+static void deliver_other(rt_sub *s, rt_msg *m) {}
+
+static void test_two_subscriptions_are_one_member(void **state) {
+  fixture *f = *state;
+  rt_presence_policy(f->p, "t");
+  /* Two STOMP subscriptions of one connection (another deliver function) and a second
+   * connection. */
+  rt_sub *a = rt_broker_subscribe(f->b, "t", f->c[0], deliver_none, NULL);
+  rt_sub *b = rt_broker_subscribe(f->b, "t", f->c[0], deliver_other, NULL);
+  rt_broker_subscribe(f->b, "t", f->c[1], deliver_none, NULL);
+  assert_int_equal(rt_presence_count(f->p, "t"), 2);
+  rt_broker_unsubscribe(f->b, a);
+  assert_int_equal(rt_presence_count(f->p, "t"), 2);
+  turn(f);
+  assert_int_equal(told.n, 2);  /* two joins, no leave yet */
+  rt_broker_unsubscribe(f->b, b);
+  assert_int_equal(rt_presence_count(f->p, "t"), 1);
+  turn(f);
+  assert_int_equal(told.n, 3);
+  assert_string_equal(told.lines[2], "leave t 100 -");
+}
+
 static void test_queue_is_bounded(void **state) {
   fixture *f = *state;
   rt_presence_policy(f->p, "t");
-  for (int i = 0; i < RT_PRESENCE_MAX_QUEUED + 10; i++) rt_presence_note(f->p, "t", f->c[0], i & 1);
+  /* join, leave, join, ...: each is news */
+  for (int i = 0; i < RT_PRESENCE_MAX_QUEUED + 10; i++) rt_presence_note(f->p, "t", f->c[0], !(i & 1));
   assert_int_equal(rt_presence_dropped(f->p), 10);
   turn(f);
   assert_int_equal(told.n, 64);  /* the hook saw them (it keeps the first 64) */
@@ -127,6 +152,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_joins_and_leaves_in_order_next_turn),
       T(test_list_and_policies),
+      T(test_two_subscriptions_are_one_member),
       T(test_queue_is_bounded),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
