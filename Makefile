@@ -156,6 +156,7 @@ bench: all
 	@tests/bench/sockjs_run.sh $(BUILD)
 	@tests/bench/cluster_run.sh $(BUILD)
 	@tests/bench/relay_run.sh $(BUILD)
+	@tests/bench/presence_run.sh $(BUILD)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \

@@ -149,6 +149,7 @@ static int key_nodes(rt_pcluster *c, char *buf, size_t len, const char *topic) {
 static int command(rt_pcluster *c, int shard, void (*fn)(void *, redisReply *, void *), void *arg,
                    int argc, const char **argv) {
   size_t lens[8];
+  if (argc > 8) return -1;
   for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
   return rt_engine_redis_command(c->e, shard, fn, arg, argc, argv, lens);
 }
@@ -319,7 +320,7 @@ static void on_topics(void *ud, redisReply *r, void *arg) {
   load_arg *a = arg;
   if (!r || r->type != REDIS_REPLY_ARRAY) return;
   int shard = a->shard;
-  for (size_t i = 0; i < r->elements && i < MAX_LOAD_TOPICS; i++)
+  for (size_t i = 0; i < r->elements; i++)
     if (r->element[i]->type == REDIS_REPLY_STRING) load_topic(c, r->element[i]->str, a->gen);
   /* Topics that left Redis altogether (every other node gone) are read too: their remote
    * members then leave the mirror. Read twice is harmless. */
@@ -328,12 +329,13 @@ static void on_topics(void *ud, redisReply *r, void *arg) {
 }
 
 static void load_shard(rt_pcluster *c, int shard) {
-  char tk[128], min[32];
+  char tk[128], min[32], most[16];
   snprintf(tk, sizeof tk, "%stopics", c->keys);
   snprintf(min, sizeof min, "%.0f", ev_time() - c->ttl);
+  snprintf(most, sizeof most, "%d", MAX_LOAD_TOPICS);
   unsigned gen = rt_pmirror_snapshot_begin(c->mirror);
-  command(c, shard, on_topics, load_arg_new("-", NULL, gen, shard), 4,
-          (const char *[]){"ZRANGEBYSCORE", tk, min, "+inf"});
+  command(c, shard, on_topics, load_arg_new("-", NULL, gen, shard), 7,
+          (const char *[]){"ZRANGEBYSCORE", tk, min, "+inf", "LIMIT", "0", most});
 }
 
 static void on_shard_up(void *ud, int shard) {
