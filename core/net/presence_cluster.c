@@ -20,6 +20,10 @@
 
 #define MAX_LOAD_TOPICS 100000   /* topics read from one shard's index per reload */
 #define REGISTER_BATCH 512       /* members per HSET when a node writes its members again */
+/* A node says it is alive every TTL/3 and the silent are looked for every TTL/10: one
+ * silent for 0.9 TTL is dropped, so a dead node is gone within its TTL, and a live one
+ * may be late by more than half a TTL before it is taken for dead. */
+#define SILENT_AFTER 0.9
 
 /* News kinds, in the "k" header of an engine_msg whose name is the topic ("-": none). */
 #define K_JOIN "j"
@@ -34,7 +38,8 @@ struct rt_pcluster {
   rt_engine *e;
   int redis;               /* else the supervisor's link */
   double ttl;
-  ev_timer refresh;        /* every ttl/3: alive, refresh Redis, expire the silent */
+  ev_timer refresh;        /* every ttl/3: alive, refresh Redis */
+  ev_timer expire;         /* every ttl/10: drop the members of the silent */
   rt_buf out, scratch;
   rt_map written;          /* topics whose hash of ours Redis may hold: cleared when we come up */
   char keys[64];           /* "rt-presence:" or "rt-presence:db<N>:" */
@@ -108,7 +113,15 @@ static void on_news(rt_pcluster *c, int shard, const uint8_t *data, size_t len) 
     return;
   double ttl = strtod(ttl_s, NULL);
   if (!(ttl > 0) || ttl > 86400) return;
-  rt_pmirror_heard(c->mirror, node, ev_now(c->srv->loop), ttl);
+  int known = rt_pmirror_knows(c->mirror, node);
+  rt_pmirror_heard(c->mirror, node, ev_now(c->srv->loop), ttl * SILENT_AFTER);
+  if (!known && strcmp(kind, K_ALIVE) == 0) {
+    /* Alive, and news to us: a node that has just started, or one we dropped for a
+     * silence that was only a slow loop. Read what it has (once: it is known now). */
+    if (c->redis) load_shard(c, shard);
+    else send_news(c, 0, K_UP, NULL, 0, NULL);
+    return;
+  }
   int topical = strcmp(kind, K_JOIN) == 0 || strcmp(kind, K_LEAVE) == 0;
   if (topical) {
     if (!conn_s || !rt_presence_covers(c->p, m.name)) return;
@@ -154,6 +167,39 @@ static int command(rt_pcluster *c, int shard, void (*fn)(void *, redisReply *, v
   return rt_engine_redis_command(c->e, shard, fn, arg, argc, argv, lens);
 }
 
+/* What a reply is about: the engine frees it after the reply. */
+typedef struct load_arg {
+  unsigned gen;
+  int shard;
+  char node[256];
+  char topic[];
+} load_arg;
+
+static load_arg *load_arg_new(const char *topic, const char *node, unsigned gen, int shard) {
+  size_t tl = strlen(topic) + 1;
+  load_arg *a = malloc(sizeof *a + tl);
+  if (!a) return NULL;
+  a->gen = gen;
+  a->shard = shard;
+  snprintf(a->node, sizeof a->node, "%s", node ? node : "");
+  memcpy(a->topic, topic, tl);
+  return a;
+}
+
+static void register_topic(rt_pcluster *c, int shard, const char *topic);
+
+/* EXPIRE answered 0: our hash is gone (we were stopped, or away longer than the TTL, and
+ * Redis expired it): write it again and have the others read it. */
+static void on_expire_reply(void *ud, redisReply *r, void *arg) {
+  rt_pcluster *c = ud;
+  load_arg *a = arg;
+  if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 0 ||
+      !rt_pmirror_local_count(c->mirror, a->topic))
+    return;
+  register_topic(c, a->shard, a->topic);
+  send_news(c, a->shard, K_UP, NULL, 0, NULL);
+}
+
 /* Our hash of topic expires after the TTL, and the indexes say so. */
 static void refresh_topic(rt_pcluster *c, const char *topic) {
   char mk[KEYLEN], nk[KEYLEN], tk[128], score[32], ttl[32], old[32];
@@ -165,7 +211,8 @@ static void refresh_topic(rt_pcluster *c, const char *topic) {
   snprintf(score, sizeof score, "%.0f", now + c->ttl + 1);
   snprintf(old, sizeof old, "%.0f", now - c->ttl);
   snprintf(ttl, sizeof ttl, "%ld", (long)(c->ttl + 1));
-  command(c, shard, NULL, NULL, 3, (const char *[]){"EXPIRE", mk, ttl});
+  command(c, shard, on_expire_reply, load_arg_new(topic, NULL, 0, shard), 3,
+          (const char *[]){"EXPIRE", mk, ttl});
   command(c, shard, NULL, NULL, 4, (const char *[]){"ZADD", nk, score, self});
   command(c, shard, NULL, NULL, 4, (const char *[]){"ZADD", tk, score, topic});
   command(c, shard, NULL, NULL, 4, (const char *[]){"ZREMRANGEBYSCORE", nk, "-inf", old});
@@ -246,25 +293,6 @@ static void note_topic(void *ud, const char *topic, size_t nlocal) {
 
 /* ---- Redis: reading a shard -------------------------------------------------------- */
 
-/* What a reply is about: the engine frees it after the reply. */
-typedef struct load_arg {
-  unsigned gen;
-  int shard;
-  char node[256];
-  char topic[];
-} load_arg;
-
-static load_arg *load_arg_new(const char *topic, const char *node, unsigned gen, int shard) {
-  size_t tl = strlen(topic) + 1;
-  load_arg *a = malloc(sizeof *a + tl);
-  if (!a) return NULL;
-  a->gen = gen;
-  a->shard = shard;
-  snprintf(a->node, sizeof a->node, "%s", node ? node : "");
-  memcpy(a->topic, topic, tl);
-  return a;
-}
-
 static void on_members(void *ud, redisReply *r, void *arg) {
   rt_pcluster *c = ud;
   load_arg *a = arg;
@@ -272,7 +300,7 @@ static void on_members(void *ud, redisReply *r, void *arg) {
   /* A node first seen here lives a TTL unless it says more; one we know keeps the time
    * it last said it was alive (its hash may outlive it by a TTL). */
   if (r->elements && !rt_pmirror_knows(c->mirror, a->node))
-    rt_pmirror_heard(c->mirror, a->node, ev_now(c->srv->loop), c->ttl);
+    rt_pmirror_heard(c->mirror, a->node, ev_now(c->srv->loop), c->ttl * SILENT_AFTER);
   for (size_t i = 0; i + 1 < r->elements; i += 2) {
     redisReply *f = r->element[i], *v = r->element[i + 1];
     if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
@@ -370,18 +398,18 @@ static void refresh_local(void *ud, const char *topic, size_t nlocal) {
 
 static void on_refresh(struct ev_loop *loop, ev_timer *w, int revents) {
   rt_pcluster *c = w->data;
-  int all_up = 1;
-  for (int i = 0; i < shards(c); i++) {
-    if (c->redis && !rt_engine_redis_is_up(c->e, i)) {
-      all_up = 0;
-      continue;
-    }
-    send_news(c, i, K_ALIVE, NULL, 0, NULL);
-  }
+  for (int i = 0; i < shards(c); i++)
+    if (!c->redis || rt_engine_redis_is_up(c->e, i)) send_news(c, i, K_ALIVE, NULL, 0, NULL);
   if (c->redis) rt_pmirror_each_topic(c->mirror, refresh_local, c);
+}
+
+static void on_expire(struct ev_loop *loop, ev_timer *w, int revents) {
+  rt_pcluster *c = w->data;
   /* While a shard is down we hear nobody's news through it: who fell silent is not known
    * to be gone. The reload when it is back settles it. */
-  if (all_up) rt_pmirror_expire(c->mirror, ev_now(loop), tell_gone, c);
+  for (int i = 0; c->redis && i < shards(c); i++)
+    if (!rt_engine_redis_is_up(c->e, i)) return;
+  rt_pmirror_expire(c->mirror, ev_now(loop), tell_gone, c);
 }
 
 /* ---- this process's joins and leaves ----------------------------------------------- */
@@ -417,6 +445,8 @@ void rt_pcluster_set_ttl(rt_pcluster *c, double ttl) {
   c->ttl = ttl;
   c->refresh.repeat = ttl / 3;
   ev_timer_again(c->srv->loop, &c->refresh);
+  c->expire.repeat = ttl / 10;
+  ev_timer_again(c->srv->loop, &c->expire);
 }
 
 rt_pcluster *rt_pcluster_new(rt_server *srv, rt_presence *p, rt_pmirror *mirror, rt_engine *e,
@@ -427,9 +457,12 @@ rt_pcluster *rt_pcluster_new(rt_server *srv, rt_presence *p, rt_pmirror *mirror,
   if (!c) return NULL;
   *c = (rt_pcluster){.srv = srv, .p = p, .mirror = mirror, .e = e, .redis = redis, .ttl = ttl};
   ev_timer_init(&c->refresh, on_refresh, ttl / 3, ttl / 3);
-  c->refresh.data = c;
+  ev_timer_init(&c->expire, on_expire, ttl / 10, ttl / 10);
+  c->refresh.data = c->expire.data = c;
   ev_timer_start(srv->loop, &c->refresh);
-  ev_unref(srv->loop);  /* the round alone does not keep the loop running */
+  ev_timer_start(srv->loop, &c->expire);
+  ev_unref(srv->loop);  /* the timers alone do not keep the loop running */
+  ev_unref(srv->loop);
   if (redis) {
     /* "rt:" -> "rt-presence:", "rt:db3:" -> "rt-presence:db3:": never a topic's channel. */
     snprintf(c->keys, sizeof c->keys, "rt-presence:%s", rt_engine_redis_prefix(e) + 3);
@@ -446,7 +479,9 @@ void rt_pcluster_free(rt_pcluster *c) {
   if (!c) return;
   if (c->redis) rt_engine_redis_attach(c->e, NULL);
   ev_ref(c->srv->loop);
+  ev_ref(c->srv->loop);
   ev_timer_stop(c->srv->loop, &c->refresh);
+  ev_timer_stop(c->srv->loop, &c->expire);
   rt_buf_free(&c->out);
   rt_buf_free(&c->scratch);
   rt_map_free(&c->written);
