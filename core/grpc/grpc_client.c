@@ -360,13 +360,13 @@ static void call_attach(rt_grpc_call *c) {
       cli->caph2c = cap;
     }
     rt_h2c *h = rt_h2c_new(cli, ch, cli->srv, ch->host, ch->port);
-    if (!h) {
+    if (!h || rt_h2c_connect(h, RT_GRPC_CLIENT_CONNECT_TIMEOUT) < 0) {
+      rt_h2c_free(h);
       rt_grpc_call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
       return;
     }
     cli->h2cs[cli->nh2c++] = h;
     ch->active = h;
-    rt_h2c_connect(h, RT_GRPC_CLIENT_CONNECT_TIMEOUT);
   }
   if (rt_h2c_calls(ch->active) >= RT_GRPC_CLIENT_MAX_CALLS) {
     rt_grpc_call_finish(c, RT_GRPC_STATUS_RESOURCE_EXHAUSTED, "more than %d calls waiting on %s",

@@ -160,8 +160,9 @@ struct rt_tls_ctx *rt_grpc_channel_tls(const rt_grpc_channel *ch, const char **s
 /* Calls attached to h (grpc_client.c keeps the count; idle detection reads it). */
 void rt_h2c_add_calls(rt_h2c *h, int delta);
 int rt_h2c_calls(const rt_h2c *h);
-/* Starts connecting; reports through rt_grpc_h2c_ready / rt_grpc_h2c_down. */
-void rt_h2c_connect(rt_h2c *h, double timeout);
+/* Starts connecting; reports through rt_grpc_h2c_ready / rt_grpc_h2c_down, always from
+ * the loop. -1 (out of memory): nothing started, nothing will be reported. */
+int rt_h2c_connect(rt_h2c *h, double timeout);
 /* Up and taking new streams (not connecting, not draining after GOAWAY). */
 int rt_h2c_is_ready(const rt_h2c *h);
 /* Got as far as a TCP connection and an HTTP/2 session (draining or not). */

@@ -1,5 +1,5 @@
-/* An HTTP/2 client connection for the gRPC client: a non-blocking TCP connect watched by
- * libev, then an rt_conn (so reads, the write queue and slow-consumer bounds are conn.c's)
+/* An HTTP/2 client connection for the gRPC client: a TCP connection from rt_dial (net's
+ * dialer, shared with the STOMP relay), then TLS if the channel wants it and an rt_conn (so reads, the write queue and slow-consumer bounds are conn.c's)
  * carrying an nghttp2 client session.
  *
  * nghttp2 owns framing, HPACK and flow control; we feed it bytes (mem_recv) and pump what
@@ -13,19 +13,13 @@
  * the connection (refused, reset, GOAWAY with no streams left, protocol error) end up in
  * exactly one rt_grpc_h2c_down, always from the event loop, never from inside a caller's
  * function, so a script never sees its own call fail before the call returned. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "grpc_client.h"
+#include "net/dial.h"
 #include "net/server_int.h"
 #include "net/tls.h"
 #include "net/tls_ctx.h"
@@ -44,12 +38,8 @@ struct rt_h2c {
   int state;
   int ncalls;
   /* connecting */
-  int fd;
-  ev_io cio;
-  ev_timer ctimer;
-  double connect_timeout;
-  struct addrinfo *ai, *ai_next;
-  int fail_pending;
+  rt_dial *dial;
+  double connect_timeout;  /* for the TCP connect, then again for the TLS handshake */
   char why[200];
   /* connected */
   rt_conn *conn;
@@ -63,11 +53,8 @@ static void h2c_down(rt_h2c *h, const char *why);
 static void h2c_pump(rt_h2c *h);
 
 static void h2c_destroy(rt_h2c *h) {
-  struct ev_loop *loop = h->srv->loop;
-  ev_io_stop(loop, &h->cio);
-  ev_timer_stop(loop, &h->ctimer);
-  if (h->fd >= 0) close(h->fd);
-  h->fd = -1;
+  rt_dial_cancel(h->dial);
+  h->dial = NULL;
   if (h->conn) {
     rt_conn *c = h->conn;
     h->conn = NULL;
@@ -76,8 +63,6 @@ static void h2c_destroy(rt_h2c *h) {
   }
   if (h->ses) nghttp2_session_del(h->ses);
   h->ses = NULL;
-  if (h->ai) freeaddrinfo(h->ai);
-  h->ai = NULL;
   rt_buf_free(&h->obuf);
   free(h);
 }
@@ -93,7 +78,6 @@ rt_h2c *rt_h2c_new(rt_grpc_client *cli, rt_grpc_channel *ch, rt_server *srv, con
   h->cli = cli;
   h->ch = ch;
   h->srv = srv;
-  h->fd = -1;
   h->refs = 1;  /* the owner's, dropped when it goes down or is freed */
   snprintf(h->host, sizeof h->host, "%s", host);
   snprintf(h->port, sizeof h->port, "%s", port);
@@ -411,11 +395,8 @@ static void h2c_down(rt_h2c *h, const char *why) {
   if (h->down) return;
   h->down = 1;
   h->refs++;
-  struct ev_loop *loop = h->srv->loop;
-  ev_io_stop(loop, &h->cio);
-  ev_timer_stop(loop, &h->ctimer);
-  if (h->fd >= 0) close(h->fd);
-  h->fd = -1;
+  rt_dial_cancel(h->dial);
+  h->dial = NULL;
   if (h->conn) {
     rt_conn *c = h->conn;
     h->conn = NULL;
@@ -472,64 +453,16 @@ int rt_h2c_parse_target(const char *target, char *host, size_t hostlen, char *po
 }
 
 
-static void format_addr(const struct sockaddr *sa, char *out, size_t outlen) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *a = (const void *)sa;
-    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-    snprintf(out, outlen, "%s:%d", host, ntohs(a->sin_port));
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const void *)sa;
-    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-    snprintf(out, outlen, "[%s]:%d", host, ntohs(a->sin6_port));
-  } else {
-    snprintf(out, outlen, "?");
-  }
-}
-
-/* Reports a failure from the loop, never from inside the caller (see the file comment). */
-static void fail_soon(rt_h2c *h) {
-  h->fail_pending = 1;
-  ev_timer_stop(h->srv->loop, &h->ctimer);
-  ev_timer_set(&h->ctimer, 0, 0);
-  ev_timer_start(h->srv->loop, &h->ctimer);
-}
-
-static void try_next(rt_h2c *h) {
-  while (h->ai_next) {
-    struct addrinfo *a = h->ai_next;
-    h->ai_next = a->ai_next;
-    format_addr(a->ai_addr, h->peer, sizeof h->peer);
-    int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      snprintf(h->why, sizeof h->why, "socket for %s: %s", h->peer, strerror(errno));
-      continue;
-    }
-    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 || errno == EINPROGRESS) {
-      /* Even an immediate success goes through the watcher: one path for both. */
-      h->fd = fd;
-      ev_io_set(&h->cio, fd, EV_WRITE);
-      ev_io_start(h->srv->loop, &h->cio);
-      return;
-    }
-    snprintf(h->why, sizeof h->why, "connect to %s: %s", h->peer, strerror(errno));
-    close(fd);
-  }
-  fail_soon(h);
-}
-
-static void connected(rt_h2c *h) {
-  rt_server *srv = h->srv;
-  int fd = h->fd, one = 1;
-  h->fd = -1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  rt_conn *c = rt_conn_new(srv, fd, h->peer);
+/* rt_dial answers from the loop, never from inside rt_h2c_connect (see the file comment),
+ * and frees itself after this returns. */
+static void on_dialed(void *ud, rt_conn *c, const char *err) {
+  rt_h2c *h = ud;
+  h->dial = NULL;
   if (!c) {
-    close(fd);
-    snprintf(h->why, sizeof h->why, "out of memory connecting to %s", h->peer);
-    fail_soon(h);
+    h2c_down(h, err);
     return;
   }
+  snprintf(h->peer, sizeof h->peer, "%s", c->peer);  /* the address it reached */
   rt_conn_set_proto(c, &h2c_proto, RT_PROTO_H2, h);
   h->conn = c;
   const char *name;
@@ -550,52 +483,11 @@ static void connected(rt_h2c *h) {
   h2c_unref(h);
 }
 
-static void on_connectable(struct ev_loop *loop, ev_io *w, int revents) {
-  rt_h2c *h = w->data;
-  int err = 0;
-  socklen_t len = sizeof err;
-  ev_io_stop(loop, &h->cio);
-  if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-  if (err) {
-    snprintf(h->why, sizeof h->why, "connect to %s: %s", h->peer, strerror(err));
-    close(h->fd);
-    h->fd = -1;
-    try_next(h);
-    return;
-  }
-  ev_timer_stop(loop, &h->ctimer);
-  connected(h);
-}
-
-static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents) {
-  rt_h2c *h = w->data;
-  char why[240];
-  if (h->fail_pending) snprintf(why, sizeof why, "%s", h->why);
-  else snprintf(why, sizeof why, "connect to %s timed out after %.3g s", h->peer, h->connect_timeout);
-  h2c_down(h, why);
-}
-
-void rt_h2c_connect(rt_h2c *h, double timeout) {
+int rt_h2c_connect(rt_h2c *h, double timeout) {
   h->state = H2C_CONNECTING;
   h->connect_timeout = timeout;
-  ev_io_init(&h->cio, on_connectable, -1, EV_WRITE);
-  h->cio.data = h;
-  ev_timer_init(&h->ctimer, on_connect_timer, timeout, 0);
-  h->ctimer.data = h;
-  /* Numeric addresses resolve without a lookup; a host name is resolved here, blocking
-   * the loop for the lookup, once per connection (not per call). */
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  int rc = getaddrinfo(h->host, h->port, &hints, &h->ai);
-  if (rc != 0) {
-    h->ai = NULL;
-    snprintf(h->why, sizeof h->why, "cannot resolve %.100s: %s", h->host, gai_strerror(rc));
-    fail_soon(h);
-    return;
-  }
-  h->ai_next = h->ai;
-  ev_timer_start(h->srv->loop, &h->ctimer);
-  try_next(h);
+  /* A host name is resolved in rt_dial_start, blocking the loop for the lookup, once per
+   * connection (not per call). */
+  h->dial = rt_dial_start(h->srv, h->host, atoi(h->port), timeout, on_dialed, h);
+  return h->dial ? 0 : -1;
 }

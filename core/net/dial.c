@@ -21,6 +21,7 @@ struct rt_dial {
   struct addrinfo *ai, *ai_next;
   int fd;
   int failed;                 /* the timer reports why, not the deadline */
+  double timeout;
   ev_io io;
   ev_timer timer;
   char peer[64];
@@ -118,7 +119,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   rt_dial *d = w->data;
   if (!d->failed) {
     char why[sizeof d->why];
-    snprintf(why, sizeof why, "connect to %s timed out", d->peer);
+    snprintf(why, sizeof why, "connect to %s timed out after %.3g s", d->peer, d->timeout);
     snprintf(d->why, sizeof d->why, "%s", why);
   }
   finish(d, NULL, d->why);
@@ -132,6 +133,7 @@ rt_dial *rt_dial_start(rt_server *srv, const char *host, int port, double timeou
   d->cb = cb;
   d->ud = ud;
   d->fd = -1;
+  d->timeout = timeout;
   snprintf(d->peer, sizeof d->peer, "%.50s:%d", host, port);
   ev_io_init(&d->io, on_connectable, -1, EV_WRITE);
   d->io.data = d;

@@ -1,6 +1,7 @@
 /* Unit tests for outgoing connections (core/net/dial.c): a connect that succeeds hands
  * over an rt_conn, a refused one and an unresolvable name report why, from the loop and
- * never from inside rt_dial_start; a cancelled dial says nothing. */
+ * never from inside rt_dial_start; one nobody answers times out and says after how long;
+ * a cancelled dial says nothing. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -81,6 +82,32 @@ static void test_refused(void **state) {
   tsrv_stop(&t);
 }
 
+/* A listener whose accept queue is full: Linux drops further SYNs, so a connect to it
+ * neither succeeds nor fails until its deadline. */
+static void test_times_out(void **state) {
+  tsrv t;
+  assert_int_equal(tsrv_start(&t, NULL), 0);
+  int port, lfd = listener(&port);
+  assert_int_equal(listen(lfd, 0), 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                          .sin_port = htons(port)};
+  int fill[4];
+  for (int i = 0; i < 4; i++) {
+    fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(fill[i], (struct sockaddr *)&a, sizeof a);
+  }
+  usleep(50000);  /* let the handshakes that can complete fill the queue */
+  result r = {0};
+  assert_non_null(rt_dial_start(t.srv, "127.0.0.1", port, 0.25, on_dialed, &r));
+  wait_calls(&t, &r);
+  assert_int_equal(r.calls, 1);
+  assert_null(r.c);
+  assert_non_null(strstr(r.err, "timed out after 0.25 s"));
+  for (int i = 0; i < 4; i++) close(fill[i]);
+  close(lfd);
+  tsrv_stop(&t);
+}
+
 static void test_bad_name_and_cancel(void **state) {
   tsrv t;
   assert_int_equal(tsrv_start(&t, NULL), 0);
@@ -104,6 +131,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_connects),
       cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_times_out),
       cmocka_unit_test(test_bad_name_and_cancel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
