@@ -334,9 +334,13 @@ static void test_auth_later_keeps_pipelined_frames(void **state) {
   close_cli(k);
 }
 
-static void tweak_fast_hb(rt_stomp_config *c) {
+/* The server beats every 20 ms and wants ours every 300 ms, so it gives up after 450 ms of
+ * silence: wide enough that a loaded, sanitized run, descheduled for a few hundred ms
+ * between two of our beats, is not taken for a dead client; tight enough to keep the
+ * test short. */
+static void tweak_hb_both_ways(rt_stomp_config *c) {
   c->hb_send_ms = 20;
-  c->hb_recv_ms = 30;
+  c->hb_recv_ms = 300;
 }
 
 static void test_heartbeats(void **state) {
@@ -344,29 +348,36 @@ static void test_heartbeats(void **state) {
   teardown(state);
   x = F = calloc(1, sizeof *F);
   *state = x;
-  start(x, tweak_fast_hb);
+  start(x, tweak_hb_both_ways);
   cli *k = open_cli(x);
-  PUT(x, k, "CONNECT\naccept-version:1.2\nheart-beat:30,20\n\n\0");
-  expect_header(expect(x, k, "CONNECTED"), "\nheart-beat:20,30\n");
-  /* We beat every 10 ms for 200 ms: the server stays, and beats at us too. */
+  PUT(x, k, "CONNECT\naccept-version:1.2\nheart-beat:300,20\n\n\0");
+  expect_header(expect(x, k, "CONNECTED"), "\nheart-beat:20,300\n");
+  /* We beat every 25 ms for 1.2 s, well past the 450 ms the server waits: it stays, and
+   * beats at us too. */
   size_t beats = 0;
-  for (int i = 0; i < 20; i++) {
+  double last_beat = ev_time(), end = last_beat + 1.2;
+  while (ev_time() < end) {
     put(x, k, "\n", 1);
-    double until = ev_time() + 0.01;
-    while (ev_time() < until) {
+    last_beat = ev_time();
+    while (ev_time() < last_beat + 0.025) {
       tloop_spin(x->t.loop, 1);
       char tmp[256];
       ssize_t r = read(k->fd, tmp, sizeof tmp);
       for (ssize_t j = 0; j < r; j++) beats += tmp[j] == '\n';
+      if (r == 0) k->eof = 1;
       usleep(500);
     }
+    assert_false(k->eof);
   }
   assert_true(beats >= 4);
-  assert_false(k->eof);
-  /* Then silence: the server gives up after 1.5 x 30 ms. */
-  const char *f = expect(x, k, "ERROR");
+  /* Then silence: the server gives up after 1.5 x 300 ms, not before. */
+  const char *f = next_frame(x, k, 5);
+  if (!f) fail_msg("no ERROR within 5 s of silence");
+  double silent = ev_time() - last_beat;
+  if (strncmp(f, "ERROR\n", 6) != 0) fail_msg("expected ERROR, got: %s", f);
   expect_header(f, "\nmessage:heart-beat timeout\n");
-  assert_true(closed_by_server(x, k, 1));
+  if (silent < 0.45) fail_msg("gave up after %.0f ms of silence, before 450", silent * 1000);
+  assert_true(closed_by_server(x, k, 5));
   close_cli(k);
 }
 
