@@ -161,7 +161,7 @@ test('a user destination reaches the user on another node', async () => {
   const bob = await stompConnect(C, 'bob');
   const notes = await stompSubscribe(bob, '/user/queue/notes');
   const alice = await stompConnect(A, 'alice');
-  await sleep(100);  // the user channel's SUBSCRIBE reaches Redis
+  await redisHas(redis, 'rt:/user/bob/queue/notes');  // the engine subscribes asynchronously
   alice.publish({ destination: '/app/notify/bob', body: 'lunch?' });
   const m = await notes.next();
   assert.equal(m.body, 'lunch?');
