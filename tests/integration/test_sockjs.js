@@ -147,16 +147,18 @@ test('the websocket transport from raw frames: o, heartbeats, a[...], broken fra
   assert.equal((await ws.next()).data, 'h');
   const waited = performance.now() - t0;
   assert.ok(waited >= 250, `heartbeat came too early: ${waited.toFixed(0)} ms after the open`);
+  // From here on a slow run may see more heartbeats between the frames it waits for.
+  const nextData = async () => { for (;;) { const m = await ws.next(); if (m.data !== 'h') return m; } };
   // Two messages in: their echoes, sent in the same loop turn, leave as one frame.
   ws.send('["one","two"]');
-  assert.equal((await ws.next()).data, 'a["one","two"]');
+  assert.equal((await nextData()).data, 'a["one","two"]');
   ws.send('"single"');
-  assert.equal((await ws.next()).data, 'a["single"]');
+  assert.equal((await nextData()).data, 'a["single"]');
   // Broken JSON ends the WebSocket at once, with no SockJS close frame (as sockjs-node).
   ws.send('["broken');
   const info = await within(ws.closed, 'the close');
   assert.deepEqual([info.code, info.reason], [1002, 'Broken framing.']);
-  assert.equal(ws.queue.length, 0, 'no frame after the broken one');
+  assert.deepEqual(ws.queue.filter((m) => m.data !== 'h'), [], 'no frame after the broken one');
 });
 
 // ---- STOMP over SockJS --------------------------------------------------------------------
@@ -207,21 +209,23 @@ for (const transport of Object.keys(TRANSPORTS)) {
 }
 
 test('STOMP heart-beats over SockJS xhr-polling, both ways, keep the session open', async () => {
-  // 1000 ms each way and nothing else to say: stompjs drops a connection that stays silent
-  // past twice its incoming interval, the server one whose client is silent 1.5 times its
-  // (1.5 s). The 500 ms the server allows beyond the interval is what a loaded, sanitized
-  // run needs (300 ms, with 150 to spare, did not always do); 3.5 s outlasts both limits.
+  // HB each way and nothing else to say: stompjs drops a connection that stays silent past
+  // twice its incoming interval, the server one whose client is silent 1.5 HB (it checks
+  // every HB / 2, so it gives up by 2 HB). The server allows only HB / 2 beyond stompjs's
+  // interval: 300 ms (150 to spare) failed under load, so 1 s, 3 s in the slower
+  // sanitized build; the wait outlasts 2 HB.
+  const HB = 1000 * SLOW;
   let pings = 0, pongs = 0;
   const debug = (m) => { if (m === '>>> PING') pings++; else if (m === '<<< PONG') pongs++; };
-  const { client, frame } = await stompConnect('xhr-polling', { heartbeatIncoming: 1000, heartbeatOutgoing: 1000, debug });
-  assert.equal(frame.headers['heart-beat'], '1000,1000');
+  const { client, frame } = await stompConnect('xhr-polling', { heartbeatIncoming: HB, heartbeatOutgoing: HB, debug });
+  assert.equal(frame.headers['heart-beat'], `${HB},${HB}`);
   let closed = null;
   client.onWebSocketClose = (e) => { closed = e; };
-  await new Promise((r) => setTimeout(r, 3500));
+  await new Promise((r) => setTimeout(r, 2 * HB + 1000));
   assert.equal(closed, null, 'the session closed');
   assert.ok(client.connected);
   // Both sides did beat: the session stayed open because of them, not in spite of none.
-  assert.ok(pings >= 2, `${pings} heart-beats sent`);
+  assert.ok(pings >= 1, `${pings} heart-beats sent`);
   assert.ok(pongs >= 2, `${pongs} heart-beats received`);
   await client.deactivate();
 });
