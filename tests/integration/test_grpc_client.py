@@ -133,12 +133,17 @@ def start_target(svc, port=0):
     return server, bound
 
 
+_held = []
+
+
 def closed_port():
+    # Bound and never listening, and held for the whole run: a connect there is refused,
+    # and no other process (another test server on a busy machine) can take the port
+    # meanwhile, nor can a connect pick it as its own source port and reach itself.
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()  # nothing listens there now
-    return port
+    _held.append(s)
+    return s.getsockname()[1]
 
 
 class GrpcClientTest(unittest.TestCase):
