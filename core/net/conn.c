@@ -113,6 +113,11 @@ void rt_conn_set_proto(rt_conn *c, const rt_proto *p, int kind, void *state) {
 
 void rt_conn_touch(rt_conn *c) { c->last_active = ev_now(c->srv->loop); }
 
+int rt_conn_input_waiting(const rt_conn *c) {
+  char b;
+  return c->fd >= 0 && !c->closing && recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 /* The one watcher listens for what the connection wants now: reading unless paused,
  * writing while output waits for a full socket. libev changes a watcher's events only
  * while it is stopped; an event already pending for it stays pending if still wanted

@@ -77,6 +77,9 @@ void rt_conn_close(rt_conn *c);
 /* Ends it once the queued output is written, or after a grace period. */
 void rt_conn_close_after_write(rt_conn *c);
 void rt_conn_touch(rt_conn *c);
+/* Are bytes from the peer waiting in the socket, not read yet (a timer that runs before
+ * this loop turn's reads would otherwise take a live peer for a silent one)? */
+int rt_conn_input_waiting(const rt_conn *c);
 /* Names who the peer is (a STOMP login, what a script decided); NULL forgets it. */
 int rt_conn_set_user(rt_conn *c, const char *user);
 /* Looks a script's handle up; NULL when that connection is gone. */

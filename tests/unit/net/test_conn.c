@@ -331,6 +331,24 @@ static void test_pause_read(void **state) {
   assert_memory_equal(rt_buf_start(&ev.got), "abc", 3);
 }
 
+/* Bytes waiting in the socket are seen without reading them (a paused reader leaves them). */
+static void test_input_waiting(void **state) {
+  fx *f = *state;
+  rt_conn_pause_read(f->c, 1);
+  assert_false(rt_conn_input_waiting(f->c));
+  tclient_write(f->t.loop, f->cfd, "x", 1);
+  for (int i = 0; i < 50 && !rt_conn_input_waiting(f->c); i++) usleep(1000);
+  assert_true(rt_conn_input_waiting(f->c));
+  assert_true(rt_conn_input_waiting(f->c));  /* peeked, not taken */
+  rt_conn_pause_read(f->c, 0);
+  for (int i = 0; i < 50 && ev.got.len < 1; i++) {
+    tloop_spin(f->t.loop, 1);
+    usleep(500);
+  }
+  assert_int_equal(ev.got.len, 1);
+  assert_false(rt_conn_input_waiting(f->c));
+}
+
 static void test_metrics_count_open_conns(void **state) {
   fx *f = *state;
   rt_metrics *m = &f->t.srv->metrics;
@@ -494,6 +512,7 @@ int main(void) {
       T(test_peer_close_closes_conn),
       T(test_handles_are_generational),
       T(test_pause_read),
+      T(test_input_waiting),
       T(test_metrics_count_open_conns),
       cmocka_unit_test(test_write_to_vanished_peer_does_not_kill),
       cmocka_unit_test(test_one_timer_ticks_every_conn),
