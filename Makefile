@@ -155,6 +155,7 @@ bench: all
 	@tests/bench/run.sh $(BUILD)
 	@tests/bench/sockjs_run.sh $(BUILD)
 	@tests/bench/cluster_run.sh $(BUILD)
+	@tests/bench/history_run.sh $(BUILD)
 	@tests/bench/relay_run.sh $(BUILD)
 	@tests/bench/presence_run.sh $(BUILD)
 
