@@ -33,6 +33,7 @@ typedef struct stream {
   uint64_t last;            /* the latest offset delivered here */
   int synced;               /* epoch and last are known */
   int reading;              /* a read is out */
+  uint64_t read_since;      /* ...for what came after this offset */
   int read_again;           /* ...and another is wanted after it */
   held_msg *head, *tail;
   size_t nheld;
@@ -153,6 +154,7 @@ static void start_read(rt_streams *ss, stream *st) {
     return;  /* the engine is down: its subscription's return starts another */
   }
   st->reading = 1;
+  st->read_since = since;
   st->read_again = 0;
   ss->srv->metrics.history_reads++;
 }
@@ -455,7 +457,9 @@ int rt_streams_recover(rt_streams *ss, rt_sub *s, const char *epoch, uint64_t si
   st->waiters = w;
   s->held = 1;
   ss->srv->metrics.history_reads_waiting++;
-  start_read(ss, st);
+  /* A read out from this far back serves it too (on_read serves every waiter it covers);
+   * asking for another would cost one more read per wave of a reconnect storm. */
+  if (!st->reading || since < st->read_since) start_read(ss, st);
   return RT_STREAM_PENDING;
 }
 
