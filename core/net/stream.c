@@ -23,6 +23,7 @@ typedef struct waiter {
   struct waiter *next;
   rt_sub *sub;
   uint64_t since;
+  int early_answers;        /* answers whose top was below since (run before it existed) */
   char epoch[RT_ENGINE_EPOCH_MAX + 1];
 } waiter;
 
@@ -417,7 +418,11 @@ static void on_read(void *ud, const rt_engine_history *h) {
   waiter *ready = NULL, **tail = &ready;
   for (waiter **p = &st->waiters; *p;) {
     waiter *w = *p;
-    if (h->err || w->since >= rc->since) {
+    /* A client ahead of the answer (it saw more elsewhere) may have come after Redis ran
+     * this read: the next read decides, a few times at most (its place may be bogus). */
+    int early = !h->err && w->since > h->top && !strcmp(w->epoch, h->epoch) &&
+                w->early_answers++ < RT_STREAM_EARLY_ANSWERS;
+    if (!early && (h->err || w->since >= rc->since)) {
       *p = w->next;
       w->next = NULL;
       *tail = w;
@@ -438,9 +443,10 @@ static void on_read(void *ud, const rt_engine_history *h) {
 int rt_streams_recover(rt_streams *ss, rt_sub *s, const char *epoch, uint64_t since) {
   stream *st = stream_get(ss, rt_sub_name(s), 0);
   if (!st) return 0;
-  if (st->synced && !st->reading && strcmp(st->epoch, epoch) == 0) {
+  if (st->synced && strcmp(st->epoch, epoch) == 0) {
     if (since == st->last) return 1;
-    /* Served from the cache when it reaches back. */
+    /* Served from the cache when it reaches back, even while a read is out: what the read
+     * brings (a gap filled, a position checked) reaches it live like everyone else. */
     uint64_t oldest = rt_history_oldest(rt_broker_history(ss->b), st->name);
     if (since < st->last && oldest && oldest <= since + 1)
       return rt_broker_replay_cached(ss->b, s, epoch, since);

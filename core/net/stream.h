@@ -36,6 +36,7 @@ typedef struct rt_streams rt_streams;
 typedef struct rt_engine_msg rt_engine_msg;
 
 #define RT_STREAM_MAX_PENDING 4096  /* messages held per topic while a read is out */
+#define RT_STREAM_EARLY_ANSWERS 3   /* reads a client ahead of them may wait through */
 
 rt_streams *rt_streams_new(rt_broker *b, rt_server *srv);
 void rt_streams_free(rt_streams *ss);

@@ -362,6 +362,47 @@ static void test_late_waiters_share_the_read_out(void **state) {
   assert_int_equal(f->eng.reads_sent, 4);
 }
 
+/* A client ahead of this node that comes while a read is out: Redis may have run that read
+ * before the client's offset was published, so an answer whose top is below the client's
+ * place does not decide; the next read does (found by the history benchmark). */
+static void test_ahead_while_a_read_is_out(void **state) {
+  fixture *f = *state;
+  sub(f, 0, 0);
+  answer_reads(&f->eng);
+  for (int i = 0; i < 4; i++) publish(f, (const char[]){(char)('a' + i), 0});
+  arrive(f, 1);
+  arrive(f, 2);
+  arrive(f, 4);                 /* a gap: the node reads from 2; Redis answers top = 4 */
+  assert_int_equal(f->eng.nreads, 1);
+  publish(f, "e");              /* 5: published after Redis ran that read */
+  rt_sub *ahead = sub(f, 1, 1); /* saw e@5 on another node, comes here before the answer */
+  assert_int_equal(rt_broker_replay(f->b, ahead, "e1", 5), RT_STREAM_PENDING);
+  answer_reads(&f->eng);
+  arrive(f, 5);
+  assert_int_equal(recovered_calls[1], 1);
+  assert_int_equal(recovered_ok[1], 1);   /* fails: told not recovered */
+}
+
+/* A place this topic never reached (a bogus or stale client): a few reads, then told. */
+static void test_bogus_place_is_not_recovered(void **state) {
+  fixture *f = *state;
+  sub(f, 0, 0);
+  answer_reads(&f->eng);
+  publish(f, "a");
+  arrive(f, 1);
+  rt_sub *liar = sub(f, 1, 1);
+  assert_int_equal(rt_broker_replay(f->b, liar, "e1", 1000), RT_STREAM_PENDING);
+  int sent = f->eng.reads_sent;
+  answer_reads(&f->eng);
+  assert_int_equal(recovered_calls[1], 1);
+  assert_int_equal(recovered_ok[1], 0);
+  assert_int_equal(f->eng.reads_sent - sent, RT_STREAM_EARLY_ANSWERS);
+  assert_int_equal(liar->held, 0);
+  publish(f, "b");
+  arrive(f, 2);
+  assert_string_equal(got[1], "b@2 ");  /* live from here */
+}
+
 /* A waiter that leaves before the answer is forgotten, not delivered to. */
 static void test_waiter_that_leaves(void **state) {
   fixture *f = *state;
@@ -388,6 +429,8 @@ int main(void) {
       T(test_late_waiters_share_the_read_out),
       T(test_waiter_that_leaves),
       T(test_client_ahead_of_the_node),
+      T(test_ahead_while_a_read_is_out),
+      T(test_bogus_place_is_not_recovered),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
