@@ -379,6 +379,26 @@ void rt_broker_tell_lost(rt_broker *b, const char *name) {
   rt_broker_unpin(b, t);
 }
 
+void rt_broker_lost_all(rt_broker *b, const char *why) {
+  /* What is kept here lacks them too: new epochs, so no one recovers across the hole. */
+  rt_history_drop_all(b->history);
+  /* Names copied first: telling may close connections, which changes the map. */
+  size_t n = 0;
+  char **names = malloc((b->topics.count + 1) * sizeof *names);
+  const char *k;
+  void *v;
+  for (size_t i = 0; names && rt_map_next(&b->topics, &i, &k, &v);)
+    if (rt_history_covers(b->history, k) && (names[n] = strdup(k))) n++;
+  for (size_t j = 0; j < n; j++) {
+    rt_broker_tell_lost(b, names[j]);
+    free(names[j]);
+  }
+  free(names);
+  b->srv->metrics.history_lost++;
+  rt_warn(&b->srv->log, "%s; subscribers of topics with history are told they may have missed "
+          "messages (%zu topic(s))", why, n);
+}
+
 void rt_broker_engine_subscribed(rt_broker *b, const char *name) {
   rt_streams_subscribed(b->streams, name);
 }

@@ -128,6 +128,10 @@ void rt_broker_deliver_kept_to(rt_broker *b, rt_sub *s, const struct rt_engine_m
 /* Keeps em in the local history only: after the latest (older = 0) or before the oldest. */
 int rt_broker_cache_kept(rt_broker *b, const struct rt_engine_msg *em, int older);
 void rt_broker_tell_lost(rt_broker *b, const char *name);
+/* Messages from other processes were dropped on the way here (worker.c: the supervisor's
+ * link was full): the local histories start new epochs and the subscribers of every topic
+ * with history are told (rt_sub.lost). */
+void rt_broker_lost_all(rt_broker *b, const char *why);
 /* The engine's subscription to name is in place (engine_redis.c). */
 void rt_broker_engine_subscribed(rt_broker *b, const char *name);
 /* Puts an engine behind the broker (the broker does not own it; NULL removes it) and

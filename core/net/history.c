@@ -290,6 +290,13 @@ int rt_history_keep_before(rt_history *h, rt_msg *m, const char *epoch, uint64_t
   return 0;
 }
 
+void rt_history_drop_all(rt_history *h) {
+  const char *k;
+  void *v;
+  for (size_t i = 0; rt_map_next(&h->records, &i, &k, &v);) record_free(h, v);
+  rt_map_free(&h->records);
+}
+
 void rt_history_forget(rt_history *h, const char *name) {
   record *r = rt_map_remove(&h->records, name);
   if (r) record_free(h, r);

@@ -56,6 +56,9 @@ int rt_history_keep_at(rt_history *h, rt_msg *m, const char *epoch, uint64_t off
 /* The same for a message just older than the oldest kept (a read from the engine reached
  * further back): kept when it extends the run and the size allows. */
 int rt_history_keep_before(rt_history *h, rt_msg *m, const char *epoch, uint64_t offset);
+/* Drops every record: messages were lost on the way here, so every topic starts a new
+ * epoch (a client from before is told it was not recovered). */
+void rt_history_drop_all(rt_history *h);
 /* Drops name's record. */
 void rt_history_forget(rt_history *h, const char *name);
 /* The offset of the oldest message kept for name; 0 when none is. */

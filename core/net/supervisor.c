@@ -40,6 +40,7 @@ typedef struct worker {
   ev_tstamp started;
   int ready;
   long dropped;           /* relayed frames dropped because its link was full */
+  int owes_lost;          /* ...and it has not been told yet (RT_LINK_LOST) */
 } worker;
 
 struct sup {
@@ -123,7 +124,24 @@ static void flush(worker *w) {
   else ev_io_stop(w->s->loop, &w->wio);
 }
 
-static void on_writable(struct ev_loop *loop, ev_io *io, int revents) { flush(io->data); }
+/* A worker that missed relayed frames is told, in order, before anything after them: it
+ * tells its subscribers (topics with history must not lose messages silently). */
+static const uint8_t LOST_FRAME[5] = {1, 0, 0, 0, RT_LINK_LOST};
+
+static void tell_lost(worker *w) {
+  if (w->owes_lost && w->out.len + sizeof LOST_FRAME <= RT_LINK_MAX_QUEUE &&
+      rt_buf_append(&w->out, LOST_FRAME, sizeof LOST_FRAME) == 0)
+    w->owes_lost = 0;
+}
+
+static void on_writable(struct ev_loop *loop, ev_io *io, int revents) {
+  worker *w = io->data;
+  flush(w);
+  if (w->owes_lost) {
+    tell_lost(w);
+    flush(w);
+  }
+}
 
 /* Relays a whole frame (header included) to every other running worker. A worker whose
  * link is full misses it: counted, logged at powers of two, never buffered without bound. */
@@ -131,13 +149,19 @@ static void relay(sup *s, worker *from, const uint8_t *frame, size_t len) {
   for (int i = 0; i < s->n; i++) {
     worker *w = &s->w[i];
     if (w == from || w->fd < 0) continue;
-    if (w->out.len + len > RT_LINK_MAX_QUEUE || rt_buf_append(&w->out, frame, len) < 0) {
+    /* While frames are being dropped, no notice either (it would go out between drops):
+     * one notice per run of drops, with the first frame that fits, or when the link drains. */
+    size_t need = len + (w->owes_lost ? sizeof LOST_FRAME : 0);
+    if (w->out.len + need > RT_LINK_MAX_QUEUE || rt_buf_reserve(&w->out, need) < 0) {
       w->dropped++;
+      w->owes_lost = 1;
       if (!(w->dropped & (w->dropped - 1)))
         rt_warn(&s->log, "supervisor: worker %d is not keeping up; %ld relayed message(s) dropped",
                 w->index, w->dropped);
       continue;
     }
+    tell_lost(w);
+    rt_buf_append(&w->out, frame, len);  /* reserved above: cannot fail */
     if (!ev_is_active(&w->wio)) flush(w);
   }
 }

@@ -82,6 +82,8 @@ static void on_frame(rt_worker *w, int type, const uint8_t *p, size_t len) {
     rt_broker_from_engine(w->srv->broker, p, len, RT_ENGINE_ALL, NULL);
   else if (type == RT_LINK_PRESENCE && w->engine_live)
     rt_presence_from_link(rt_broker_presence(w->srv->broker), p, len);
+  else if (type == RT_LINK_LOST && w->engine_live)
+    rt_broker_lost_all(w->srv->broker, "this worker fell behind: messages relayed to it were dropped");
 }
 
 static void on_link_readable(struct ev_loop *loop, ev_io *io, int revents) {

@@ -41,6 +41,7 @@ enum {
   RT_LINK_PUBLISH = 'P',  /* an engine_msg, relayed to every other worker */
   RT_LINK_READY = 'R',    /* worker -> supervisor: listening */
   RT_LINK_PRESENCE = 'S', /* presence news (presence_cluster.h), relayed to every other worker */
+  RT_LINK_LOST = 'L',     /* supervisor -> worker: relayed frames were dropped before this */
 };
 
 typedef struct rt_supervisor_opts {

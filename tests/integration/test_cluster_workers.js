@@ -178,6 +178,32 @@ test('SockJS xhr-polling works whichever worker each request of the session land
   for (const c of byPid.values()) c.ws.close();
 });
 
+test('a worker that falls behind (relayed messages dropped) tells subscribers of topics with history', async () => {
+  const byPid = await onBothWorkers(W, '/hist-pid/big');
+  const [[slowPid, slow], [, fast]] = [...byPid];
+  const seen = [];
+  slow.ws.on('message', (d) => { if (String(d).startsWith('lost')) seen.push(String(d)); });
+  // The slow worker stops reading its link; 64 MiB relayed to it pass the link's 32 MiB
+  // bound (in batches over several loop turns: the publishing worker's own link is bounded).
+  process.kill(Number(slowPid), 'SIGSTOP');
+  try {
+    for (let batch = 0; batch < 8; batch++) {
+      fast.ws.send('8 1048576 big');
+      for (;;) {
+        const m = await fast.next(30000 * SLOW);
+        if (m.data === 'done') break;
+      }
+      await sleep(100);
+    }
+    await W.waitForStderr(/worker \d is not keeping up; \d+ relayed message\(s\) dropped/, { timeoutMs: 10000 * SLOW });
+  } finally {
+    process.kill(Number(slowPid), 'SIGCONT');
+  }
+  for (let i = 0; i < 200 && !seen.length; i++) await sleep(50);
+  assert.deepEqual(seen, ['lost hist/big'], 'the subscriber on the slow worker is told, once');
+  slow.ws.close(); fast.ws.close();
+});
+
 test('a killed worker is restarted; the other keeps its connections meanwhile', async () => {
   const byPid = await onBothWorkers(W);
   const [[victimPid, victim], [survivorPid, survivor]] = [...byPid];

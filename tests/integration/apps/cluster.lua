@@ -89,3 +89,24 @@ rt.websocket("/chat-pid", {
   message = function(ws, text) room:publish(text) end,
 })
 stomp:on("/pid", function(_, s) s:reply(PID) end)
+
+-- Topics with history under --workers: a worker that fell behind (the supervisor dropped
+-- messages relayed to it) tells its subscribers. /hist-pid/NAME subscribes to hist/NAME
+-- after saying the pid; a text "N SIZE NAME" publishes N messages of SIZE bytes there.
+rt.history("hist/**", {
+  size = 10, ttl = 60,
+  lost = function(topic, ws) ws:send("lost " .. topic.name) end,
+})
+rt.websocket("/hist-pid/:name", {
+  open = function(ws)
+    ws:send("pid " .. PID)
+    rt.topic("hist/" .. ws.params.name):subscribe(ws)
+  end,
+  message = function(ws, text)
+    local n, size, name = text:match("^(%d+) (%d+) (%S+)$")
+    if not n then return ws:send("bad") end
+    local body = ("x"):rep(tonumber(size))
+    for _ = 1, tonumber(n) do rt.topic("hist/" .. name):publish(body) end
+    ws:send("done")
+  end,
+})

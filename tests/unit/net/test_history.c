@@ -251,6 +251,36 @@ static void test_ttl_expires_then_the_record_is_forgotten(void **state) {
   assert_string_not_equal(e, first);
 }
 
+static int lost_told;
+static void count_lost(rt_sub *s) { lost_told++; }
+static void ignore(rt_sub *s, rt_msg *m) {}
+
+/* Messages dropped on the way to this process (a worker's full link): subscribers of topics
+ * with history are told, and every history starts a new epoch. */
+static void test_lost_all_tells_and_starts_new_epochs(void **state) {
+  fixture *f = *state;
+  rt_conn conns[2] = {0};
+  assert_int_equal(rt_history_policy(f->h, "room", 10, 60), 0);
+  rt_sub *kept = rt_broker_subscribe(f->b, "room", &conns[0], ignore, NULL);
+  rt_sub *plain = rt_broker_subscribe(f->b, "other", &conns[1], ignore, NULL);
+  kept->lost = plain->lost = count_lost;
+  lost_told = 0;
+  assert_true(publish(f, "room", "a") == 1);
+  const char *e;
+  rt_history_top(f->h, "room", &e);
+  char before[32];
+  snprintf(before, sizeof before, "%s", e);
+  rt_broker_lost_all(f->b, "test");
+  assert_int_equal(lost_told, 1);  /* "other" keeps no history: nothing to tell */
+  assert_true(publish(f, "room", "b") == 1);
+  rt_history_top(f->h, "room", &e);
+  assert_string_not_equal(e, before);
+  seen s = {0};
+  assert_int_equal(rt_history_read(f->h, "room", before, 1, 0, 0, record_visit, &s), 0);
+  rt_broker_unsubscribe(f->b, kept);
+  rt_broker_unsubscribe(f->b, plain);
+}
+
 static void test_clearing_policies_stops_keeping(void **state) {
   fixture *f = *state;
   rt_history_policy(f->h, "t", 5, 60);
@@ -282,6 +312,7 @@ int main(void) {
       T(test_replay_carries_what_the_publisher_set),
       T(test_ttl_expires_then_the_record_is_forgotten),
       T(test_clearing_policies_stops_keeping),
+      T(test_lost_all_tells_and_starts_new_epochs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
