@@ -222,7 +222,7 @@ test('a SockJS xhr-polling session on B is in the chat with a WebSocket on A', a
 test('Redis restarted mid-stream: publishes fail and are reported, then delivery resumes', async () => {
   const a = await WsClient.open(A.wsUrl('/chat'));
   const b = await WsClient.open(B.wsUrl('/chat'));
-  await sleep(100);
+  await redis.waitSubscribers('rt:chat', 2);
   a.ws.send('before');
   assert.equal((await b.next()).data, 'before');
   assert.equal((await a.next()).data, 'before');
@@ -286,7 +286,13 @@ test('two shards: names spread over both Redis instances and still cross nodes',
       await c.next();
       subs.push(c);
     }
-    await sleep(200);
+    // Every name subscribed on one shard or the other before looking.
+    for (let i = 0; i < 300; i++) {
+      const n = (await redis.cli('PUBSUB', 'CHANNELS', 'rt:shard*')).length +
+                (await r2.cli('PUBSUB', 'CHANNELS', 'rt:shard*')).length;
+      if (n >= topics.length) break;
+      await sleep(30);
+    }
     const on1 = (await redis.cli('PUBSUB', 'CHANNELS', 'rt:shard*')).sort();
     const on2 = (await r2.cli('PUBSUB', 'CHANNELS', 'rt:shard*')).sort();
     assert.ok(on1.length > 0 && on2.length > 0, `both shards used: ${on1} | ${on2}`);
@@ -305,7 +311,7 @@ test('a node killed with -9 costs only its own connections', async () => {
   const a = await WsClient.open(A.wsUrl('/chat'));
   const b = await WsClient.open(B.wsUrl('/chat'));
   const c = await WsClient.open(C.wsUrl('/chat'));
-  await sleep(100);
+  await redis.waitSubscribers('rt:chat', 3);
   C.child.kill('SIGKILL');
   const closed = await c.closed;
   assert.equal(closed.code, 1006);

@@ -253,7 +253,7 @@ test('--workers 2 with --engine: the workers share topics through Redis', async 
   const R = await start(['--engine', redis.url]);
   const byPid = await onBothWorkers(R);
   const [a, b] = [...byPid.values()];
-  await sleep(200);
+  await redis.waitSubscribers('rt:chat', 2);
   a.ws.send('through redis');
   assert.equal((await b.next()).data, 'through redis');
   assert.equal((await a.next()).data, 'through redis');

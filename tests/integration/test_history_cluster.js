@@ -55,6 +55,19 @@ async function subscribe(client, destination, headers = {}) {
   };
 }
 
+// The topic's latest offset in Redis, once the flow has stopped and every subscriber's last
+// message carries it (or after a while: the checks then say what is missing).
+async function settledTop(topic, subs) {
+  let top = 0;
+  for (let i = 0; i < 200; i++) {
+    top = Number((await redis.cli('HGET', `rt:hmeta:${topic}`, 'o'))[0]);
+    const lastOf = (s) => Number(s.inbox.length ? s.inbox[s.inbox.length - 1].headers['x-offset'] : 0);
+    if (i > 5 && subs.every((s) => lastOf(s) === top)) break;
+    await sleep(50);
+  }
+  return top;
+}
+
 // Every subscriber's record: offsets in order within an epoch, each once; a new epoch or
 // a jump only right after a notice. Returns what it saw, for the caller's other checks.
 function checkNoSilentLoss(events, who) {
@@ -176,16 +189,6 @@ test('clients recovering on a node with no cache read Redis, in order, then get 
   assert.equal(pos.epoch === '' || pos.epoch === meta[0], true);
 });
 
-// Both nodes are back in Redis: their subscriptions to channel are in place again.
-async function subscribedAgain(channel, n) {
-  for (let i = 0; i < 100; i++) {
-    const r = await redis.cli('PUBSUB', 'NUMSUB', channel).catch(() => []);
-    if (r[1] === String(n)) return;
-    await sleep(100);
-  }
-  throw new Error(`${channel} did not get ${n} subscribers back`);
-}
-
 test('topic:history in a handler reads Redis, on a node that does not follow the topic', async () => {
   for (let i = 1; i <= 5; i++) await post(A, '/publish?topic=/topic/h', `h${i}`);
   const get = async (q) => (await fetch(B.url(`/history?topic=/topic/h&${q}`))).json();
@@ -232,13 +235,12 @@ test('Redis killed and restarted three times while messages flow: nobody silentl
     await redis.exited;
     await sleep(300);
     await redis.start();
-    await subscribedAgain('rt:/topic/flow', 2);
+    await redis.waitSubscribers('rt:/topic/flow', 2);
   }
   await sleep(800);
   const flow = (await post(A, '/flow/stop')).json;
   assert.ok(flow.sent > 50, `the flow published ${flow.sent}`);
-  await sleep(800);
-  const finalTop = Number((await redis.cli('HGET', 'rt:hmeta:/topic/flow', 'o'))[0]);
+  const finalTop = await settledTop('/topic/flow', [stompA, stompB]);
   for (const [who, s] of [['STOMP on A', stompA], ['STOMP on B', stompB]]) {
     const seen = checkNoSilentLoss(stompEvents(s.inbox), who);
     assert.ok(seen.notices >= 1, `${who}: Redis lost the history three times, and was told ${seen.notices} times`);
@@ -266,13 +268,12 @@ test('pub/sub connections killed alone (CLIENT KILL TYPE pubsub): the gap is rea
   for (let round = 0; round < 3; round++) {
     await sleep(300);
     await redis.cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    await subscribedAgain('rt:/topic/kill', 2);
+    await redis.waitSubscribers('rt:/topic/kill', 2);
   }
   await sleep(500);
   await post(A, '/flow/stop');
-  await sleep(1500);
-  const top = Number((await redis.cli('HGET', 'rt:hmeta:/topic/kill', 'o'))[0]);
-  assert.ok(top > 100, `published ${top}`);
+  const top = await settledTop('/topic/kill', [stompA, stompB]);
+  assert.ok(top > 30, `published ${top}`);
   for (const [who, s] of [['STOMP on A', stompA], ['STOMP on B', stompB]]) {
     const events = stompEvents(s.inbox);
     const seen = checkNoSilentLoss(events, who);

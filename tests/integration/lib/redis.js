@@ -4,6 +4,7 @@
 //   const r = await startRedis();        // r.port, r.url ('redis://127.0.0.1:PORT')
 //   await r.cli('PUBSUB', 'CHANNELS');   // redis-cli's output, as lines
 //   await r.stop(); await r.start();     // the same port again (a restart mid-test)
+//   await r.waitSubscribers('rt:chat', 2); // two nodes subscribed to a name
 'use strict';
 const { spawn, execFile } = require('node:child_process');
 const fs = require('node:fs');
@@ -75,6 +76,18 @@ class Redis {
       execFile('redis-cli', ['-h', '127.0.0.1', '-p', String(this.port), ...auth, ...args], { timeout: 5000 },
         (err, stdout) => (err ? reject(err) : resolve(stdout.split('\n').filter((l) => l !== ''))));
     });
+  }
+
+  // Resolves when channel has n subscribers (nodes subscribe once per name): a publish
+  // after it reaches every node. Polls; throws after timeoutMs.
+  async waitSubscribers(channel, n, timeoutMs = 10000) {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const r = await this.cli('PUBSUB', 'NUMSUB', channel).catch(() => []);
+      if (r[1] === String(n)) return;
+      if (Date.now() > until) throw new Error(`${channel} has ${r[1]} subscribers in Redis, not ${n}`);
+      await new Promise((res) => setTimeout(res, 30));
+    }
   }
 
   async remove() {
