@@ -296,6 +296,12 @@ static void catch_up(rt_streams *ss, stream *st, const rt_engine_history *h) {
     snprintf(st->epoch, sizeof st->epoch, "%s", h->epoch);
     st->last = h->top;
     st->synced = 1;
+    /* Messages held meanwhile that the position already counts are still ours to
+     * deliver (the read ran after they were published): follow from the first of them. */
+    rt_engine_msg em;
+    if (st->head && decode(ss, st->head->data, st->head->len, &em) == 0 &&
+        strcmp(em.epoch, h->epoch) == 0 && em.offset <= h->top)
+      st->last = em.offset - 1;
     return;
   }
   if (strcmp(st->epoch, h->epoch) != 0) {

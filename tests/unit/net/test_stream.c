@@ -41,6 +41,7 @@ typedef struct fake {
   read_req reads[MAX_READS];
   int nreads, reads_sent;
   int down;
+  int fail_answers;            /* the next answers say the connection was lost */
 } fake;
 
 static void f_watch(rt_engine *e, const char *name, int pattern) {}
@@ -103,6 +104,10 @@ static void answer_one_read(fake *f) {
     }
     rt_engine_history h = {.epoch = r.epoch, .top = r.top, .first = r.first, .n = n,
                            .items = items, .lens = lens};
+    if (f->fail_answers > 0) {
+      f->fail_answers--;
+      h = (rt_engine_history){.err = "the connection to redis was lost"};
+    }
     r.fn(r.ud, &h);
   }
 }
@@ -403,6 +408,23 @@ static void test_bogus_place_is_not_recovered(void **state) {
   assert_string_equal(got[1], "b@2 ");  /* live from here */
 }
 
+/* The first position read failed (Redis went away); messages came before the next one,
+ * whose position already counts them: they are still delivered, not taken as seen. */
+static void test_position_after_held_messages(void **state) {
+  fixture *f = *state;
+  sub(f, 0, 0);
+  f->eng.fail_answers = 1;
+  answer_reads(&f->eng);
+  publish(f, "a");
+  publish(f, "b");
+  arrive(f, 1);
+  arrive(f, 2);
+  assert_string_equal(got[0], "");
+  rt_broker_engine_subscribed(f->b, "t");
+  answer_reads(&f->eng);
+  assert_string_equal(got[0], "a@1 b@2 ");
+}
+
 /* A waiter that leaves before the answer is forgotten, not delivered to. */
 static void test_waiter_that_leaves(void **state) {
   fixture *f = *state;
@@ -431,6 +453,7 @@ int main(void) {
       T(test_client_ahead_of_the_node),
       T(test_ahead_while_a_read_is_out),
       T(test_bogus_place_is_not_recovered),
+      T(test_position_after_held_messages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
