@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "lua_int.h"
+#include "net/tls_ctx.h"
+#include "stomp/stomp_relay.h"
 #include "stomp/stomp.h"
 #include "stomp/stomp_broker.h"
 
@@ -135,8 +137,37 @@ static void relay_str(lua_State *L, int idx, const char *field, const char *def,
   lua_pop(L, 1);
 }
 
+/* relay.tls: true, or { ca =, cert =, key =, server_name =, verify = } (as rt.grpc.client's). */
+static void read_relay_tls(lua_State *L, int t, rt_stomp_relay_config *r) {
+  lua_getfield(L, t, "tls");
+  int idx = lua_gettop(L);
+  if (lua_isnil(L, idx) || (lua_isboolean(L, idx) && !lua_toboolean(L, idx))) {
+    lua_pop(L, 1);
+    return;
+  }
+  r->tls = 1;
+  if (lua_istable(L, idx)) {
+    relay_str(L, idx, "ca", "", r->tls_ca, sizeof r->tls_ca);
+    relay_str(L, idx, "cert", "", r->tls_cert, sizeof r->tls_cert);
+    relay_str(L, idx, "key", "", r->tls_key, sizeof r->tls_key);
+    relay_str(L, idx, "server_name", "", r->tls_server_name, sizeof r->tls_server_name);
+    lua_getfield(L, idx, "verify");
+    r->tls_no_verify = !lua_isnil(L, -1) && !lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!r->tls_cert[0] != !r->tls_key[0]) luaL_error(L, "rt.stomp: relay.tls needs both cert and key, or neither");
+  } else if (!lua_isboolean(L, idx)) {
+    luaL_error(L, "rt.stomp: relay.tls must be true or a table { ca =, cert =, key =, server_name =, verify = }");
+  }
+  lua_pop(L, 1);
+  /* Files that do not load are the script's mistake: said now, not at the first connect. */
+  char err[300];
+  rt_tls_ctx *ctx = rt_stomp_relay_tls_ctx(r, err, sizeof err);
+  if (!ctx) luaL_error(L, "rt.stomp: relay.tls: %s", err);
+  rt_tls_ctx_unref(ctx);
+}
+
 /* relay = { host, port, login, passcode, vhost, heartbeat = { cx, cy }, connect_timeout,
- *           reconnect_min, reconnect_max } */
+ *           reconnect_min, reconnect_max, tls } */
 static void read_relay(lua_State *L, rt_stomp_relay_config *r) {
   memset(r, 0, sizeof *r);
   lua_getfield(L, 1, "relay");
@@ -152,6 +183,7 @@ static void read_relay(lua_State *L, rt_stomp_relay_config *r) {
   relay_str(L, t, "passcode", "guest", r->passcode, sizeof r->passcode);
   relay_str(L, t, "vhost", "/", r->vhost, sizeof r->vhost);
   r->port = (int)rt_lua_opt_number(L, t, "rt.stomp relay", "port", 61613, 1, 65535);
+  read_relay_tls(L, t, r);
   r->connect_timeout = rt_lua_opt_number(L, t, "rt.stomp relay", "connect_timeout", 10, 0.01, 3600);
   r->reconnect_min = rt_lua_opt_number(L, t, "rt.stomp relay", "reconnect_min", 0.5, 0.01, 3600);
   r->reconnect_max = rt_lua_opt_number(L, t, "rt.stomp relay", "reconnect_max", 10, r->reconnect_min, 3600);

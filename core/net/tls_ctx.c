@@ -179,7 +179,7 @@ rt_tls_ctx *rt_tls_client_ctx_new(const rt_tls_ctx_opts *o, char *err, size_t er
     }
   }
   static const unsigned char h2[] = "\x02h2";
-  SSL_CTX_set_alpn_protos(s, h2, sizeof h2 - 1);
+  if (!o->no_alpn) SSL_CTX_set_alpn_protos(s, h2, sizeof h2 - 1);
   SSL_CTX_set_session_cache_mode(s, SSL_SESS_CACHE_CLIENT);
   return wrap(s, 0, o, err, errlen);
 }

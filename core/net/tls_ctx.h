@@ -7,7 +7,7 @@
  * it loaded: connections already up keep the one they started with.
  *
  * A client context (the gRPC client) verifies the server against the system's CAs or a CA
- * file, may present a client certificate, and asks for ALPN h2. */
+ * file, may present a client certificate, and asks for ALPN h2 (unless told not to). */
 #ifndef RT_TLS_CTX_H
 #define RT_TLS_CTX_H
 
@@ -21,6 +21,7 @@ typedef struct rt_tls_ctx_opts {
   const char *ca;         /* server: CAs for client certificates (mutual TLS, required);
                              client: CAs for the server (NULL = the system's) */
   int no_verify;          /* client: accept any server certificate (tests only) */
+  int no_alpn;            /* client: offer no ALPN protocol (not HTTP/2: a STOMP broker) */
 } rt_tls_ctx_opts;
 
 rt_tls_ctx *rt_tls_server_ctx_new(const rt_tls_ctx_opts *o, char *err, size_t errlen);

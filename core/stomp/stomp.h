@@ -34,6 +34,11 @@ typedef struct rt_stomp_relay_config {
   unsigned hb_send_ms, hb_recv_ms;  /* heart-beats with the broker: cx, cy */
   double connect_timeout;     /* seconds from dial to the broker's CONNECTED */
   double reconnect_min, reconnect_max;  /* the system connection's backoff, seconds */
+  /* TLS to the broker: the server's certificate is verified against ca (empty: the
+   * system's CAs) for server_name (empty: host) unless no_verify; cert/key: a client
+   * certificate for brokers that ask for one. */
+  int tls, tls_no_verify;
+  char tls_ca[512], tls_cert[512], tls_key[512], tls_server_name[256];
 } rt_stomp_relay_config;
 
 typedef struct rt_stomp_config {

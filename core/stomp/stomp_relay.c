@@ -12,6 +12,8 @@
 
 #include "net/metrics.h"
 #include "net/server_int.h"
+#include "net/tls.h"
+#include "net/tls_ctx.h"
 
 static rt_server *srv_of(const rt_stomp_relay *r) { return r->ss->srv; }
 static const rt_stomp_relay_config *cfg_of(const rt_stomp_relay *r) { return &r->ss->cfg.relay; }
@@ -157,7 +159,10 @@ static void on_close(rt_conn *c) {
   rt_stomp_link *l = c->pstate;
   if (!l) return;
   l->conn = NULL;
-  rt_relay_link_lost(l, "the broker closed the connection");
+  const char *tls_why = rt_tls_error(c);
+  char why[300];
+  if (tls_why) snprintf(why, sizeof why, "TLS with the broker failed: %s", tls_why);
+  rt_relay_link_lost(l, tls_why ? why : "the broker closed the connection");
 }
 
 static const rt_proto link_proto = {
@@ -187,6 +192,8 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents) {
   }
 }
 
+static rt_tls_ctx *relay_tls(rt_stomp_relay *r);
+
 static void on_dialed(void *ud, rt_conn *c, const char *err) {
   rt_stomp_link *l = ud;
   l->dial = NULL;
@@ -196,6 +203,16 @@ static void on_dialed(void *ud, rt_conn *c, const char *err) {
   }
   l->conn = c;
   rt_conn_set_proto(c, &link_proto, RT_PROTO_STOMP, l);
+  const rt_stomp_relay_config *cfg = cfg_of(l->r);
+  if (cfg->tls) {
+    /* CONNECT is queued now and leaves when the handshake is done. */
+    rt_tls_ctx *ctx = relay_tls(l->r);
+    const char *name = cfg->tls_server_name[0] ? cfg->tls_server_name : cfg->host;
+    if (!ctx || rt_tls_connect(c, ctx, name, cfg->connect_timeout) < 0) {
+      rt_relay_link_lost(l, "TLS with the broker could not start");
+      return;
+    }
+  }
   l->state = LINK_CONNECTING;
   send_connect(l);
 }
@@ -343,6 +360,34 @@ static void node_id(char *out, size_t n) {
   snprintf(out, n, "%016" PRIx64, v);
 }
 
+/* The client TLS context for the broker, made from the settings of the moment (a reload
+ * may change them: the next connection uses the new ones). NULL when the files do not
+ * load (logged). */
+static rt_tls_ctx *relay_tls(rt_stomp_relay *r) {
+  const rt_stomp_relay_config *c = cfg_of(r);
+  char key[sizeof r->tls_key];
+  snprintf(key, sizeof key, "%d\n%s\n%s\n%s", c->tls_no_verify, c->tls_ca, c->tls_cert, c->tls_key);
+  if (r->tls && strcmp(key, r->tls_key) == 0) return r->tls;
+  char err[300];
+  rt_tls_ctx *ctx = rt_stomp_relay_tls_ctx(c, err, sizeof err);
+  if (!ctx) {
+    rt_error(&srv_of(r)->log, "STOMP relay: TLS to the broker: %s", err);
+    return NULL;
+  }
+  rt_tls_ctx_unref(r->tls);
+  r->tls = ctx;
+  snprintf(r->tls_key, sizeof r->tls_key, "%s", key);
+  return ctx;
+}
+
+rt_tls_ctx *rt_stomp_relay_tls_ctx(const rt_stomp_relay_config *c, char *err, size_t errlen) {
+  rt_tls_ctx_opts o = {.ca = c->tls_ca[0] ? c->tls_ca : NULL,
+                       .cert = c->tls_cert[0] ? c->tls_cert : NULL,
+                       .key = c->tls_key[0] ? c->tls_key : NULL,
+                       .no_verify = c->tls_no_verify, .no_alpn = 1};
+  return rt_tls_client_ctx_new(&o, err, errlen);
+}
+
 rt_stomp_relay *rt_stomp_relay_new(rt_stomp_server *ss) {
   rt_stomp_relay *r = calloc(1, sizeof *r);
   if (!r) return NULL;
@@ -382,6 +427,7 @@ void rt_stomp_relay_free(rt_stomp_relay *r) {
                            "The server no longer relays to a message broker; reconnect.");
     rt_stomp_session_release(s);
   }
+  rt_tls_ctx_unref(r->tls);
   free(r);
 }
 

@@ -22,6 +22,11 @@
 
 #include "stomp.h"
 
+/* The client TLS context relay.tls asks for (verifying the broker; no ALPN). NULL with
+ * err when its files do not load: rt.stomp checks this when the script loads. */
+typedef struct rt_tls_ctx rt_tls_ctx;
+rt_tls_ctx *rt_stomp_relay_tls_ctx(const rt_stomp_relay_config *c, char *err, size_t errlen);
+
 /* Starts the system connection to ss->cfg.relay. NULL when out of memory. */
 rt_stomp_relay *rt_stomp_relay_new(rt_stomp_server *ss);
 /* Closes every broker connection; sessions still linked lose their link. */

@@ -43,6 +43,8 @@ struct rt_stomp_relay {
   int stopping;
   char node[24];              /* random: session topics are unique across nodes */
   char why[256];              /* why the system connection is down */
+  rt_tls_ctx *tls;            /* to the broker, when relay.tls; made on first use */
+  char tls_key[1600];         /* the settings it was made from */
 };
 
 #define RELAY_MAX_HEADERS 128

@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
 from server import ROOT, SLOW, Server  # noqa: E402
 from rabbitmq import RabbitMQ, free_port  # noqa: E402
+from certs import make_certs  # noqa: E402
 
 import stomp  # noqa: E402
 
@@ -177,7 +178,8 @@ class Relay(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.mq = RabbitMQ()
+        cls.certs = make_certs()
+        cls.mq = RabbitMQ(tls=cls.certs)
         cls.mq.start_broker()
         cls.a = cls.node()
         cls.b = cls.node()
@@ -191,6 +193,7 @@ class Relay(unittest.TestCase):
                 n.stop()
         finally:
             cls.mq.close()
+            cls.certs.remove()
 
     def setUp(self):
         for n in (self.a, self.b):
@@ -216,6 +219,33 @@ class Relay(unittest.TestCase):
         r = uniq("r")
         c.subscribe(dest, id=sid, receipt=r, **headers)
         self.assertEqual(lst.receipts.get(timeout=WAIT), r)
+
+    # -- TLS to the broker -------------------------------------------------------------------
+
+    def test_0_tls_to_the_broker(self):
+        # A node whose relay speaks TLS to RabbitMQ's STOMP TLS listener (the broker's
+        # certificate verified against the test CA) shares a queue with a plain node.
+        c = self.node(port=self.mq.stomp_tls_port, env={"RT_RELAY_TLS_CA": self.certs.ca})
+        c.tcp = json.loads(http(c, "GET", "/stomp")[1])["tcp_port"]
+        wait_up(c)
+        q = "/queue/" + uniq("tls")
+        cc, cl = self.client(c)
+        self.subscribe(cc, cl, q, "s1")
+        ac, _ = self.client(self.a)
+        ac.send(q, "over tls")
+        self.assertEqual(cl.msgs.get(timeout=WAIT).body, "over tls")
+        # A broker whose certificate does not chain to the CA given: refused, said why,
+        # and clients are told the broker is unavailable.
+        bad = self.node(port=self.mq.stomp_tls_port, env={"RT_RELAY_TLS_CA": self.certs.client_ca})
+        bad.wait_for_stderr(r"TLS with the broker failed: TLS handshake failed: .*certificate", timeout=WAIT * 2)
+        bad_tcp = json.loads(http(bad, "GET", "/stomp")[1])["tcp_port"]
+        raw = Raw(bad_tcp)
+        f = raw.frame()
+        raw.close()
+        self.assertEqual(f[0], "ERROR")
+        self.assertIn("broker unavailable", f[1].get("message", "") + f[2].decode())
+        bad.stop()
+        c.stop()
 
     # -- queues, acks, transactions across two nodes ---------------------------------------
 

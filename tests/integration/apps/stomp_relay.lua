@@ -21,6 +21,8 @@ local stomp = rt.stomp {
     heartbeat = { 1000, 1000 },
     connect_timeout = 2,
     reconnect_min = 0.2, reconnect_max = 1,
+    -- RT_RELAY_TLS_CA: the broker speaks TLS; its certificate must chain to that CA.
+    tls = os.getenv("RT_RELAY_TLS_CA") and { ca = os.getenv("RT_RELAY_TLS_CA"), server_name = "localhost" },
   },
 }
 

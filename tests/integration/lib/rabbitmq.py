@@ -32,7 +32,7 @@ def available():
 
 
 class RabbitMQ:
-    def __init__(self, start_timeout=60.0, web_stomp=False):
+    def __init__(self, start_timeout=60.0, web_stomp=False, tls=None):
         self.dir = tempfile.mkdtemp(prefix="rt-rabbitmq.")
         self.stomp_port = free_port()
         self.amqp_port = free_port()
@@ -50,6 +50,14 @@ class RabbitMQ:
                     "log.console = false\nlog.file.level = info\n" % self.stomp_port)
             if web_stomp:
                 f.write("web_stomp.tcp.ip = 127.0.0.1\nweb_stomp.tcp.port = %d\n" % self.web_stomp_port)
+            # tls: a certs.Certs; STOMP over TLS on stomp_tls_port with its server certificate.
+            self.stomp_tls_port = free_port() if tls else None
+            if tls:
+                f.write("stomp.listeners.ssl.1 = 127.0.0.1:%d\n"
+                        "ssl_options.cacertfile = %s\nssl_options.certfile = %s\n"
+                        "ssl_options.keyfile = %s\nssl_options.verify = verify_none\n"
+                        "ssl_options.fail_if_no_peer_cert = false\n"
+                        % (self.stomp_tls_port, tls.ca, tls.server_cert, tls.server_key))
         open(os.path.join(d, "env.conf"), "w").close()
         self.env = dict(os.environ, HOME=d, RABBITMQ_NODENAME=self.node,
                         RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
