@@ -18,6 +18,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "server_int.h"
+#include "handoff.h"
 #include "workers.h"
 
 #define BACKOFF_MIN 0.1
@@ -240,23 +241,13 @@ static void on_handoff(struct ev_loop *loop, ev_io *io, int revents) {
   sup *s = from->s;
   static uint8_t buf[RT_HANDOFF_MAX];
   for (;;) {
-    struct iovec iov = {buf, sizeof buf};
-    union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
-                        .msg_controllen = sizeof ctl.b};
-    ssize_t k = recvmsg(from->hfd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fd;
+    ssize_t k = rt_handoff_recv(from->hfd, buf, sizeof buf, &fd);
     if (k <= 0) return;
-    int fd = -1;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-      memcpy(&fd, CMSG_DATA(cm), sizeof fd);
     int target = k >= 2 ? buf[0] | buf[1] << 8 : -1;
-    if (fd >= 0 && target >= 0 && target < s->n && s->w[target].hfd >= 0) {
-      mh.msg_iov->iov_len = (size_t)k;
-      mh.msg_controllen = sizeof ctl.b;
-      if (sendmsg(s->w[target].hfd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != k)
-        rt_warn(&s->log, "supervisor: cannot pass a connection to worker %d: %s", target, strerror(errno));
-    }
+    if (fd >= 0 && target >= 0 && target < s->n && s->w[target].hfd >= 0 &&
+        rt_handoff_send(s->w[target].hfd, buf, (size_t)k, fd) != k)
+      rt_warn(&s->log, "supervisor: cannot pass a connection to worker %d: %s", target, strerror(errno));
     if (fd >= 0) close(fd);
   }
 }

@@ -15,6 +15,7 @@
 #include "listen.h"
 #include "presence.h"
 #include "server_int.h"
+#include "handoff.h"
 #include "workers.h"
 
 typedef struct rt_worker {
@@ -157,18 +158,7 @@ int rt_worker_pass(rt_server *srv, rt_conn *c, int owner, const void *bytes, siz
            rt_buf_append(&b, c->peer, strlen(c->peer) + 1) == 0 &&
            rt_buf_append(&b, bytes, len) == 0 && b.len <= RT_HANDOFF_MAX;
   errno = ok ? 0 : EMSGSIZE;
-  if (ok) {
-    struct iovec iov = {rt_buf_start(&b), b.len};
-    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-                        .msg_controllen = sizeof ctl.buf};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &c->fd, sizeof(int));
-    ok = sendmsg(w->handoff, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t)b.len;
-  }
+  if (ok) ok = rt_handoff_send(w->handoff, rt_buf_start(&b), b.len, c->fd) == (ssize_t)b.len;
   rt_buf_free(&b);
   if (!ok) return -1;
   /* The socket lives on in the other worker: ours is only a descriptor to close. */
@@ -183,16 +173,9 @@ static void on_handoff(struct ev_loop *loop, ev_io *io, int revents) {
   rt_worker *w = io->data;
   static uint8_t buf[RT_HANDOFF_MAX];  /* one loop per process: no sharing */
   for (;;) {
-    struct iovec iov = {buf, sizeof buf};
-    union { char b[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
-                        .msg_controllen = sizeof ctl.b};
-    ssize_t k = recvmsg(w->handoff, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fd;
+    ssize_t k = rt_handoff_recv(w->handoff, buf, sizeof buf, &fd);
     if (k <= 0) return;
-    int fd = -1;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-      memcpy(&fd, CMSG_DATA(cm), sizeof fd);
     const uint8_t *peer_end = k > 2 ? memchr(buf + 2, 0, (size_t)k - 2) : NULL;
     if (fd < 0 || !peer_end || w->srv->stopping || !w->srv->listeners) {
       if (fd >= 0) close(fd);
