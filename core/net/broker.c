@@ -404,23 +404,26 @@ void rt_broker_engine_subscribed(rt_broker *b, const char *name) {
 }
 
 /* Encodes m once and hands it to the engine; a refusal is counted and said in m. */
-static void engine_forward(rt_broker *b, rt_msg *m) {
-  rt_engine *e = b->engine;
-  rt_engine_msg em = {.origin = e->node_id, .binary = m->binary, .name = m->destination,
+int rt_msg_encode_for_engine(const rt_msg *m, uint64_t origin, rt_buf *out, char *err,
+                             size_t errlen) {
+  rt_engine_msg em = {.origin = origin, .binary = m->binary, .name = m->destination,
                       .stomp_destination = m->stomp_destination, .content_type = m->content_type,
                       .body = m->body->data, .body_len = m->body->len};
   for (size_t i = 0; i < m->nheaders && i < RT_ENGINE_MAX_HEADERS; i++)
     em.headers[em.nheaders++] = m->headers[i];
-  b->engine_out.len = b->engine_out.off = 0;
-  int rc;
-  if (rt_engine_msg_encode(&b->engine_out, &em) < 0) {
-    snprintf(b->engine_err, sizeof b->engine_err, "the message cannot cross the engine "
-             "(out of memory, or a name or header over its limit)");
-    rc = -1;
-  } else {
+  out->len = out->off = 0;
+  if (rt_engine_msg_encode(out, &em) == 0) return 0;
+  snprintf(err, errlen, "the message cannot cross the engine (out of memory, or a name or "
+           "header over its limit)");
+  return -1;
+}
+
+static void engine_forward(rt_broker *b, rt_msg *m) {
+  rt_engine *e = b->engine;
+  int rc = rt_msg_encode_for_engine(m, e->node_id, &b->engine_out, b->engine_err, sizeof b->engine_err);
+  if (rc == 0)
     rc = e->ops->publish(e, m->destination, rt_buf_start(&b->engine_out), b->engine_out.len,
                          b->engine_err, sizeof b->engine_err);
-  }
   if (rc < 0) {
     m->engine_error = b->engine_err;
     b->srv->metrics.engine_publish_failures++;
@@ -463,18 +466,14 @@ void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_eng
     rt_warn(&b->srv->log, "engine: dropped a message: %s", err);
     return;
   }
-  if (!b->engine) return;
-  if (em.offset) {
-    /* A message of a history in the engine: delivered here too when it is ours. */
-    b->srv->metrics.engine_received++;
-    if (scope != RT_ENGINE_PATTERN) {
-      rt_streams_message(b->streams, data, len, &em);
-      return;
-    }
-  } else if (em.origin == b->engine->node_id) {
-    return;  /* delivered when published */
+  /* Our own echo was delivered when published, except a message of a history in the
+   * engine (it has an offset): every node, ours too, delivers those as they come back. */
+  if (!b->engine || (!em.offset && em.origin == b->engine->node_id)) return;
+  b->srv->metrics.engine_received++;
+  if (em.offset && scope != RT_ENGINE_PATTERN) {
+    rt_streams_message(b->streams, data, len, &em);
+    return;
   }
-  if (!em.offset) b->srv->metrics.engine_received++;
   rt_msg m = {.destination = em.name, .binary = em.binary, .stomp_destination = em.stomp_destination,
               .content_type = em.content_type, .headers = em.headers, .nheaders = em.nheaders};
   if (!(m.body = rt_chunk_copy(em.body, em.body_len))) return;

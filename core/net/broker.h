@@ -143,6 +143,10 @@ void rt_broker_set_engine(rt_broker *b, rt_engine *e);
  * latter logged). */
 void rt_broker_from_engine(rt_broker *b, const uint8_t *data, size_t len, rt_engine_scope scope,
                            const char *glob);
+/* The bytes m crosses an engine as (engine_msg.h), from process origin, into out (reset
+ * here). -1 with err when it cannot be encoded. */
+int rt_msg_encode_for_engine(const rt_msg *m, uint64_t origin, rt_buf *out, char *err,
+                             size_t errlen);
 /* Drops what deliveries built on m (the WebSocket frame, the STOMP header block). */
 void rt_msg_release(rt_msg *m);
 size_t rt_broker_count(rt_broker *b, const char *destination);

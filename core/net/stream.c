@@ -112,17 +112,7 @@ int rt_streams_publish(rt_streams *ss, rt_msg *m, char *err, size_t errlen) {
     snprintf(err, errlen, "no history policy covers %s", m->destination);
     return -1;
   }
-  rt_engine_msg em = {.origin = ss->engine->node_id, .binary = m->binary, .name = m->destination,
-                      .stomp_destination = m->stomp_destination, .content_type = m->content_type,
-                      .body = m->body->data, .body_len = m->body->len};
-  for (size_t i = 0; i < m->nheaders && i < RT_ENGINE_MAX_HEADERS; i++)
-    em.headers[em.nheaders++] = m->headers[i];
-  ss->scratch.len = ss->scratch.off = 0;
-  if (rt_engine_msg_encode(&ss->scratch, &em) < 0) {
-    snprintf(err, errlen, "the message cannot cross the engine (out of memory, or a name or "
-             "header over its limit)");
-    return -1;
-  }
+  if (rt_msg_encode_for_engine(m, ss->engine->node_id, &ss->scratch, err, errlen) < 0) return -1;
   return ss->engine->ops->publish_kept(ss->engine, m->destination, rt_buf_start(&ss->scratch),
                                        ss->scratch.len, size, ttl, err, errlen);
 }
@@ -339,13 +329,8 @@ static void take_held(rt_streams *ss, stream *st) {
   }
 }
 
-typedef struct serve_ctx {
-  rt_sub *sub;
-} serve_ctx;
-
-static void deliver_to_waiter(rt_streams *ss, stream *st, rt_engine_msg *em, void *ud) {
-  serve_ctx *c = ud;
-  rt_broker_deliver_kept_to(ss->b, c->sub, em);
+static void deliver_to_waiter(rt_streams *ss, stream *st, rt_engine_msg *em, void *sub) {
+  rt_broker_deliver_kept_to(ss->b, sub, em);
 }
 
 /* Waiters get what they missed: from the answer up to where the stream is, then from the
@@ -367,8 +352,7 @@ static void serve_waiters(rt_streams *ss, stream *st, waiter *list, const rt_eng
       }
       s->held = 0;
       if (ok) {
-        serve_ctx c = {s};
-        each_item(ss, h, w->since, upto, deliver_to_waiter, st, &c);
+        each_item(ss, h, w->since, upto, deliver_to_waiter, st, s);
         if (upto < st->last && !s->dead) rt_broker_replay_cached(ss->b, s, st->epoch, upto);
       }
       if (!s->dead && s->recovered) s->recovered(s, ok);
@@ -438,7 +422,7 @@ static void on_read(void *ud, const rt_engine_history *h) {
     }
   }
   if (ready) serve_waiters(ss, st, ready, h->err ? NULL : h);
-  if (!h->err && rt_map_get(&ss->streams, rc->name) == st) backfill(ss, st, h);
+  if (!h->err) backfill(ss, st, h);
   if ((st->read_again || st->waiters) && !st->reading) start_read(ss, st);
   free(rc);
   rt_broker_unpin(ss->b, t);  /* may drop the topic, and st with it */

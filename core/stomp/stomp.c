@@ -53,8 +53,8 @@ int rt_stomp_session_send(rt_stomp_session *s, rt_chunk *const *chunks, int n, i
   return 0;
 }
 
-static int send_frame(rt_stomp_session *s, rt_stomp_command cmd, const rt_stomp_header *h,
-                      size_t nh, const void *body, size_t len) {
+int rt_stomp_session_send_frame(rt_stomp_session *s, rt_stomp_command cmd,
+                                const rt_stomp_header *h, size_t nh, const void *body, size_t len) {
   rt_stomp_buf *b = &s->scratch;
   rt_stomp_buf_reset(b);
   if (rt_stomp_write_frame(b, cmd, h, nh, body, len, NULL, 0) < 0) return -1;
@@ -63,11 +63,6 @@ static int send_frame(rt_stomp_session *s, rt_stomp_command cmd, const rt_stomp_
   int rc = rt_stomp_session_send(s, &c, 1, rt_utf8_valid(b->data, b->len));
   rt_chunk_unref(c);
   return rc;
-}
-
-int rt_stomp_session_send_frame(rt_stomp_session *s, rt_stomp_command cmd,
-                                const rt_stomp_header *h, size_t nh, const void *body, size_t len) {
-  return send_frame(s, cmd, h, nh, body, len);
 }
 
 static void session_close(rt_stomp_session *s, int error) {
@@ -90,7 +85,7 @@ static void error_frame(rt_stomp_session *s, const rt_stomp_frame *cause, const 
   int len = snprintf(body, sizeof body, "%s\n", detail ? detail : message);
   if (len >= (int)sizeof body) len = (int)sizeof body - 1;
   rt_info(&s->ss->srv->log, "%s: STOMP ERROR: %s", s->conn->peer, message);
-  send_frame(s, RT_STOMP_CMD_ERROR, h, n, body, (size_t)len);
+  rt_stomp_session_send_frame(s, RT_STOMP_CMD_ERROR, h, n, body, (size_t)len);
   session_close(s, 1);
 }
 
@@ -120,7 +115,7 @@ static void send_receipt(rt_stomp_session *s, const rt_stomp_frame *f) {
   const char *r = rt_stomp_frame_get(f, "receipt");
   if (!r || s->state != RT_STOMP_S_CONNECTED) return;
   rt_stomp_header h = rt_stomp_hdr("receipt-id", r);
-  send_frame(s, RT_STOMP_CMD_RECEIPT, &h, 1, NULL, 0);
+  rt_stomp_session_send_frame(s, RT_STOMP_CMD_RECEIPT, &h, 1, NULL, 0);
 }
 
 /* ---- lifetime ---------------------------------------------------------------------- */
@@ -342,7 +337,7 @@ int rt_stomp_session_connected(rt_stomp_session *s) {
   if (s->user && !strpbrk(s->user, "\r\n")) h[nh++] = rt_stomp_hdr("user-name", s->user);
   s->state = RT_STOMP_S_CONNECTED;
   s->accepted = 1;
-  if (send_frame(s, RT_STOMP_CMD_CONNECTED, h, nh, NULL, 0) < 0) return -1;
+  if (rt_stomp_session_send_frame(s, RT_STOMP_CMD_CONNECTED, h, nh, NULL, 0) < 0) return -1;
   struct ev_loop *loop = s->ss->srv->loop;
   ev_timer_stop(loop, &s->timer);
   double period = 0;
@@ -488,7 +483,7 @@ static int recover(rt_stomp_session *s, const rt_stomp_frame *f, rt_stomp_sub *s
   if (r && s->state == RT_STOMP_S_CONNECTED) {
     rt_stomp_header h[2] = {rt_stomp_hdr("receipt-id", r),
                             rt_stomp_hdr("x-recovered", recovered ? "true" : "false")};
-    send_frame(s, RT_STOMP_CMD_RECEIPT, h, 2, NULL, 0);
+    rt_stomp_session_send_frame(s, RT_STOMP_CMD_RECEIPT, h, 2, NULL, 0);
   }
   if (s->state == RT_STOMP_S_CONNECTED) rt_stomp_sub_take_waiting(sub);  /* a queue's, after it */
   return 1;  /* the receipt is sent */
