@@ -35,11 +35,13 @@ ECHO_CONNS=${BENCH_ECHO_CONNS:-100}
 ECHO_INFLIGHT=${BENCH_ECHO_INFLIGHT:-8}
 
 die() { echo "bench: $*" >&2; exit 1; }
+. "$HERE/lib.sh"
+# start NAME CMD...: runs CMD, waits for "listening on ...:PORT"; sets PORT_NAME, PID_NAME.
+start() { start_logged "$OUT/cluster_$1.log" "$@"; }
 command -v redis-server >/dev/null || die "redis-server is missing (make deps-test installs it)"
 mkdir -p "$OUT"
 # wsload is every wsload*.c (run.sh builds the same).
-cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
-    "$HERE"/wsload_*.c -lev -lz -lssl -lcrypto || die "wsload did not build"
+build_wsload "$OUT" "$HERE"
 ulimit -n "$(ulimit -Hn)"
 RESULTS=$OUT/cluster_results.txt
 : >"$RESULTS"
@@ -54,40 +56,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start NAME CMD...: runs CMD, waits for "listening on ...:PORT"; sets PORT_NAME, PID_NAME.
-start() {
-    local name=$1 port="" pid
-    shift
-    : >"$OUT/cluster_$name.log"
-    "$@" >"$OUT/cluster_$name.log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^rtserver listening on .*:\([0-9][0-9]*\)\/.*/\1/p' "$OUT/cluster_$name.log" | head -1)
-        [ -n "$port" ] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$port" ] || die "$name did not start (see $OUT/cluster_$name.log)"
-    printf -v "PORT_$name" %s "$port"
-    printf -v "PID_$name" %s "$pid"
-}
-
 # A server and its workers: the pids whose CPU counts.
 pids_of() { # pids_of NAME
     local pid_var="PID_$1"
     echo "${!pid_var}$(sed -n 's/^rtserver worker [0-9]* (pid \([0-9]*\)) serving.*/,\1/p' "$OUT/cluster_$1.log" | tr -d '\n')"
 }
 
-field() { printf '%s\n' $2 | sed -n "s/^$1=//p" | head -1; }
-median() {
-    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v !~ /^[0-9.]+$/) { print "n/a"; exit }
     ok = (op == ">=") ? (v + 0 >= t + 0) : (v + 0 <= t + 0); print ok ? "PASS" : "MISS" }'; }
 

@@ -47,10 +47,12 @@ STORM_CLIENTS=${BENCH_STORM_CLIENTS:-1000}
 STORM_MISSED=${BENCH_STORM_MISSED:-100}
 
 die() { echo "bench: $*" >&2; exit 1; }
+. "$HERE/lib.sh"
+# start NAME CMD...: runs CMD, waits for "listening on ...:PORT"; sets PORT_NAME, PID_NAME.
+start() { start_logged "$OUT/history_$1.log" "$@"; }
 command -v redis-server >/dev/null || die "redis-server is missing (make deps-test installs it)"
 mkdir -p "$OUT"
-cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
-    "$HERE"/wsload_*.c -lev -lz -lssl -lcrypto || die "wsload did not build"
+build_wsload "$OUT" "$HERE"
 if want recovery && [ ! -d "$HERE/node_modules/ws" ]; then
     npm install --prefix "$HERE" --no-audit --no-fund --loglevel=error >/dev/null || die "npm install of ws failed"
 fi
@@ -70,33 +72,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# start NAME CMD...: runs CMD, waits for "listening on ...:PORT"; sets PORT_NAME, PID_NAME.
-start() {
-    local name=$1 port="" pid log=$OUT/history_$1.log
-    shift
-    "$@" >"$log" 2>&1 &
-    pid=$!
-    PIDS+=("$pid")
-    for _ in $(seq 100); do
-        port=$(sed -n 's/^rtserver listening on .*:\([0-9][0-9]*\)\/.*/\1/p' "$log" | head -1)
-        [ -n "$port" ] && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    [ -n "$port" ] || die "$name did not start (see $log)"
-    printf -v "PORT_$name" %s "$port"
-    printf -v "PID_$name" %s "$pid"
-}
-
-field() { printf '%s\n' $2 | sed -n "s/^$1=//p" | head -1; }
-median() {
-    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { if (v !~ /^[0-9.]+$/) print "n/a"; else print (v + 0 >= t + 0) ? "PASS" : "MISS" }'; }
 
 # settle: waits (up to 30 s) until every process here is idle for half a second, so a run

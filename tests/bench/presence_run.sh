@@ -28,10 +28,10 @@ TTL=${BENCH_PRESENCE_TTL:-3}
 WINDOW=${BENCH_PRESENCE_WINDOW:-9}
 
 die() { echo "bench: $*" >&2; exit 1; }
+. "$HERE/lib.sh"
 command -v redis-server >/dev/null || die "redis-server is missing (make deps-test installs it)"
 mkdir -p "$OUT"
-cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
-    "$HERE"/wsload_*.c -lev -lz -lssl -lcrypto || die "wsload did not build"
+build_wsload "$OUT" "$HERE"
 ulimit -n "$(ulimit -Hn)"
 RESULTS=$OUT/presence_results.txt
 : >"$RESULTS"
@@ -46,16 +46,9 @@ stop_all() {
 trap 'stop_all; rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 rinfo() { redis-cli -p "$RPORT" info "$1" | tr -d '\r' | sed -n "s/^$2://p"; }
-median() {
-    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 
 # node NAME PRESENCE: starts a node on the Redis; sets PORT_NAME and PID_NAME.
 node() {
@@ -124,7 +117,6 @@ cpu_ms=$(awk -v t="$((t1 - t0))" -v h="$CLK_TCK" 'BEGIN { printf "%.0f", t * 100
 redis_cpu_ms=$(awk -v t="$((r1 - r0))" -v h="$CLK_TCK" 'BEGIN { printf "%.0f", t * 1000 / h }')"
     echo "$key ${R[$key]}" >>"$RESULTS"
 }
-field() { printf '%s\n' $2 | sed -n "s/^$1=//p" | head -1; }
 med() { local r v=(); for ((r = 1; r <= REPEATS; r++)); do v+=("$(field "$2" "${R[$1,$r]:-}")"); done; median "${v[@]}"; }
 
 echo "== presence bench: $SUBS subscribers over 2 nodes + Redis, TTL $TTL s, $(nproc) cores" \

@@ -36,12 +36,12 @@ WINDOW=${RELAY_WINDOW:-64}
 SYNC=${RELAY_SYNC:-60}
 
 die() { echo "relay bench: $*" >&2; exit 1; }
+. "$HERE/lib.sh"
 
 mkdir -p "$OUT" || die "cannot create $OUT"
 [ -x "$RTSERVER" ] || die "$RTSERVER is missing (make all first)"
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server is not installed (make deps-test)"
-cc -O2 -std=gnu11 -Wall -Wextra -Wno-unused-parameter -Wshadow -o "$OUT/wsload" "$HERE"/wsload.c \
-    "$HERE"/wsload_*.c -lev -lz -lssl -lcrypto || die "wsload did not build"
+build_wsload "$OUT" "$HERE"
 
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
@@ -77,13 +77,6 @@ start relay RT_BENCH_RELAY="$MQ_STOMP"
 sleep 1
 grep -q . "$OUT/relay_relay.log" && grep -i 'cannot reach\|lost' "$OUT/relay_relay.log"
 
-field() { printf '%s\n' $2 | sed -n "s/^$1=//p" | head -1; }
-median() {
-    printf '%s\n' "$@" | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-        else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/) print "n/a"; else printf "%.2f\n", (a - b) / 1000 }'; }
 
 run() { # run TARGET WINDOW SUBSCRIBERS -> the RESULT line

@@ -26,6 +26,7 @@ CLIENTS=${SOCKJS_CLIENTS:-50}
 INFLIGHT=${SOCKJS_INFLIGHT:-4}
 
 die() { echo "sockjs bench: $*" >&2; exit 1; }
+. "$HERE/lib.sh"
 
 mkdir -p "$OUT" || die "cannot create $OUT"
 [ -x "$RTSERVER" ] || die "$RTSERVER is missing (make all first)"
@@ -45,14 +46,6 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ -n "$PORT" ] || die "rtserver did not start (see $LOG)"
-
-field() { printf '%s\n' $2 | sed -n "s/^$1=//p" | head -1; }
-median() {
-    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-        else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+$/ || b + 0 == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 
 declare -A R
 echo "== SockJS chat bench: $CLIENTS clients x $INFLIGHT in flight, ${SECS}s after ${WARMUP}s warm-up," \
